@@ -142,12 +142,12 @@ class ShiftDistribution:
     @classmethod
     def box(cls, x=0.0, y=0.0, *, unit: ShiftUnit | str = ShiftUnit.PX) -> ShiftDistribution:
         """Independent x and y ranges."""
-        return cls(ShiftMode.BOX, IntervalSet.of(x), IntervalSet.of(y), ShiftUnit(unit))
+        return cls(ShiftMode.BOX, IntervalSet.of(x), IntervalSet.of(y), unit)
 
     @classmethod
     def polar(cls, length, *, unit: ShiftUnit | str = ShiftUnit.PX) -> ShiftDistribution:
         """A length range and a uniformly random direction."""
-        return cls(ShiftMode.POLAR, IntervalSet.of(length), IntervalSet.of(0.0), ShiftUnit(unit))
+        return cls(ShiftMode.POLAR, IntervalSet.of(length), IntervalSet.of(0.0), unit)
 
     @property
     def is_zero(self) -> bool:
