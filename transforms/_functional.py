@@ -349,8 +349,22 @@ def warp(
     padding: Padding | str = Padding.ZEROS,
     fill: FillLike = None,
 ) -> Tensor:
-    """Replay parameters on images: one :class:`AffineParams` for the whole batch, or an
-    :class:`AffineBatch` with one entry per image. See :func:`affine` for the convention."""
+    """Replay parameters on images.
+
+    Args:
+        images: ``(B, C, H, W)`` float images.
+        params: One :class:`AffineParams` for the whole batch (the fast shared-grid path), or
+            an :class:`AffineBatch` with one entry per image.
+        interpolation, padding, fill: As in :func:`affine`.
+
+    Returns:
+        ``(B, C, H, W)`` warped images on the input's device, in its dtype.
+
+    Convention:
+        As :func:`affine`: ``p' = c + scale · R(angle) · (p - c) + shift`` about the centre
+        ``((W - 1) / 2, (H - 1) / 2)``, positive angles counter-clockwise as displayed,
+        shifts in pixels (x right, y down), ``align_corners=False``.
+    """
     if isinstance(params, AffineParams):
         return affine(
             images,
@@ -381,25 +395,38 @@ def warp(
 
 
 def rotate(images: Tensor, angle_deg: ParamLike, **kwargs) -> Tensor:
-    """Rotate about the centre by ``angle_deg`` (positive = counter-clockwise as displayed).
+    """Rotate about the centre by ``angle_deg``, a number or a ``(B,)`` tensor.
 
     Keyword arguments are those of :func:`affine` (``interpolation``, ``padding``, ``fill``).
+
+    Convention:
+        Degrees, positive = counter-clockwise as displayed (torchvision ``rotate``'s sign),
+        about ``((W - 1) / 2, (H - 1) / 2)``; multiples of 90° are exact pixel permutations
+        on square images with nearest interpolation.
     """
     return affine(images, angle_deg=angle_deg, **kwargs)
 
 
 def scale(images: Tensor, factor: ParamLike, **kwargs) -> Tensor:
-    """Zoom about the centre by ``factor`` (< 1 shrinks the content); size is unchanged.
+    """Zoom about the centre by ``factor``, a number or a ``(B,)`` tensor; size is unchanged.
 
     Keyword arguments are those of :func:`affine` (``interpolation``, ``padding``, ``fill``).
+
+    Convention:
+        Isotropic, about ``((W - 1) / 2, (H - 1) / 2)``; 1 = identity, < 1 shrinks the
+        content (uncovered pixels take the padding), > 1 enlarges it (edges are cropped).
     """
     return affine(images, scale=factor, **kwargs)
 
 
 def translate(images: Tensor, shift_px: ShiftLike, **kwargs) -> Tensor:
-    """Shift by ``shift_px = (x, y)`` pixels, x right, y down.
+    """Shift by ``shift_px = (x, y)`` pixels, a pair or a ``(B, 2)`` tensor.
 
     Keyword arguments are those of :func:`affine` (``interpolation``, ``padding``, ``fill``).
+
+    Convention:
+        x right, y down, in pixels (:func:`shift_from_fraction` converts fractions of the
+        size); integer shifts with nearest interpolation are exact pixel permutations.
     """
     return affine(images, shift_px=shift_px, **kwargs)
 
@@ -416,6 +443,9 @@ def shift_from_fraction(
 
     Returns:
         Shifts in pixels, ``(fx · W, fy · H)``, of the same kind as the input.
+
+    Convention:
+        x is a fraction of the width and y of the height; x right, y down.
     """
     h, w = size
     if isinstance(fraction_xy, Tensor):

@@ -36,9 +36,12 @@ def _finite_float(value: Any, *, name: str, valid: str) -> float:
 class AffineParams:
     """One point of the transform space: scale, rotation and shift of an image.
 
-    The forward map of an image point ``p = (x, y)`` (pixel coordinates, centre
-    ``c = ((W - 1) / 2, (H - 1) / 2)``) is ``p' = c + scale · R(angle_deg) · (p - c) + shift_px``
-    with ``R(a) = [[cos a, sin a], [-sin a, cos a]]`` in (x right, y down) coordinates.
+    Convention:
+        The forward map of an image point ``p = (x, y)`` (pixel coordinates, centre
+        ``c = ((W - 1) / 2, (H - 1) / 2)``) is
+        ``p' = c + scale · R(angle_deg) · (p - c) + shift_px`` with
+        ``R(a) = [[cos a, sin a], [-sin a, cos a]]`` in (x right, y down) coordinates:
+        scale and rotation about the centre, then the shift.
 
     Attributes:
         scale: Isotropic zoom factor about the centre; finite and > 0. 1 is identity.
