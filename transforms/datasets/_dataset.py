@@ -1,0 +1,149 @@
+"""The in-memory result of every loader: images, labels, class names and a fingerprint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ._fingerprint import DataFingerprint, FileDigest, array_sha256
+
+__all__ = ["ImageDataset", "make_dataset"]
+
+
+@dataclass(frozen=True, eq=False)
+class ImageDataset:
+    """One split of a dataset, decoded into memory.
+
+    Indexing gives ``(image, label)`` pairs, so it works as a map-style dataset for
+    ``torch.utils.data.DataLoader``. Images are not normalised (mean/std): that is the
+    model's or the pipeline's job.
+
+    Attributes:
+        name: Registered dataset name, e.g. ``"mnist"``.
+        split: ``"train"`` or ``"test"``.
+        images: ``(N, C, H, W)`` float32 tensor, values in [0, 1] (``uint8 / 255``).
+        labels: ``(N,)`` int64 tensor, values in ``[0, len(classes))``.
+        classes: Class names, indexed by label.
+        fingerprint: What was read; store it with every result.
+    """
+
+    name: str
+    split: str
+    images: Tensor
+    labels: Tensor
+    classes: tuple[str, ...]
+    fingerprint: DataFingerprint
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.images, Tensor) or self.images.dtype != torch.float32:
+            raise TypeError(
+                "ImageDataset.images must be a float32 tensor; got "
+                f"{getattr(self.images, 'dtype', type(self.images).__name__)}"
+            )
+        if self.images.ndim != 4:
+            raise ValueError(
+                f"ImageDataset.images must have shape (N, C, H, W); got {tuple(self.images.shape)}"
+            )
+        if not isinstance(self.labels, Tensor) or self.labels.dtype != torch.int64:
+            raise TypeError(
+                "ImageDataset.labels must be an int64 tensor; got "
+                f"{getattr(self.labels, 'dtype', type(self.labels).__name__)}"
+            )
+        n = self.images.shape[0]
+        if self.labels.shape != (n,):
+            raise ValueError(
+                f"ImageDataset.labels must have shape (N,) = ({n},) to match the images; "
+                f"got {tuple(self.labels.shape)}"
+            )
+        classes = tuple(self.classes)
+        if not classes or not all(isinstance(c, str) for c in classes):
+            raise TypeError(f"ImageDataset.classes must be a non-empty tuple of str; got {classes}")
+        object.__setattr__(self, "classes", classes)
+        if n and (int(self.labels.min()) < 0 or int(self.labels.max()) >= len(classes)):
+            raise ValueError(
+                f"ImageDataset.labels must lie in [0, {len(classes)}) for {len(classes)} "
+                f"classes; got [{int(self.labels.min())}, {int(self.labels.max())}]"
+            )
+        if not isinstance(self.fingerprint, DataFingerprint):
+            raise TypeError(
+                "ImageDataset.fingerprint must be a DataFingerprint; "
+                f"got {type(self.fingerprint).__name__}"
+            )
+        if self.fingerprint.n_images != n:
+            raise ValueError(
+                f"ImageDataset.fingerprint counts {self.fingerprint.n_images} images; "
+                f"the tensor holds {n}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitem__(self, index: int | slice | Tensor) -> tuple[Tensor, Tensor]:
+        return self.images[index], self.labels[index]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of every image."""
+        c, h, w = self.images.shape[1:]
+        return int(c), int(h), int(w)
+
+    @property
+    def num_classes(self) -> int:
+        """``len(classes)``."""
+        return len(self.classes)
+
+    def class_counts(self) -> Tensor:
+        """``(num_classes,)`` int64 count of images per label."""
+        return torch.bincount(self.labels, minlength=self.num_classes)
+
+
+def make_dataset(
+    *,
+    name: str,
+    split: str,
+    pixels: np.ndarray,
+    labels: np.ndarray,
+    classes: tuple[str, ...],
+    files: tuple[FileDigest, ...] = (),
+    source_package: str | None = None,
+    images: Tensor | None = None,
+) -> ImageDataset:
+    """Build an :class:`ImageDataset` and its fingerprint from decoded arrays.
+
+    Args:
+        name: Dataset name.
+        split: Split name.
+        pixels: ``(N, C, H, W)`` uint8 pixels; converted to float32 ``/ 255`` unless
+            ``images`` is given.
+        labels: ``(N,)`` integer labels.
+        classes: Class names.
+        files: The :class:`FileDigest` of every file read.
+        source_package: ``"name==version"`` for bundled data.
+        images: Already-converted float32 images (``digits``), used as is; ``pixels`` are
+            then only hashed.
+    """
+    if images is None:
+        converted = pixels.astype(np.float32)
+        converted /= np.float32(255.0)
+        images = torch.from_numpy(converted)
+    labels64 = np.array(labels, dtype=np.int64)  # a writable copy, whatever the source
+    fingerprint = DataFingerprint(
+        dataset=name,
+        split=split,
+        n_images=int(labels64.shape[0]),
+        images_sha256=array_sha256(pixels),
+        labels_sha256=array_sha256(labels64),
+        files=tuple(files),
+        source_package=source_package,
+    )
+    return ImageDataset(
+        name=name,
+        split=split,
+        images=images,
+        labels=torch.from_numpy(labels64),
+        classes=classes,
+        fingerprint=fingerprint,
+    )
