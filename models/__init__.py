@@ -1,0 +1,71 @@
+"""Models of the suite: regular CNNs, their deformable (DCNv2) twins, and safe checkpoints.
+
+* Layers: :class:`DeformConv2dBlock`, a drop-in ``nn.Conv2d`` that owns zero-initialised
+  offset and modulation predictors (DCNv2, or DCNv1 with ``modulated=False``), so at
+  initialisation it computes its regular convolution.
+* Registry: :func:`build_model`, :func:`list_models`, :func:`get_model_info` (parameters and
+  FLOPs), :func:`register_model`. Entries: ``mnist-cnn`` / ``mnist-cnn-dcnv2``,
+  ``cifar-small`` / ``cifar-small-dcn``, ``resnet18-cifar`` and ``resnet34-cifar`` (with
+  ``deformable_stages``), and ``pair-net`` (a siamese classifier of transformation pairs).
+  A DCN twin is its regular builder with the convolution factory swapped; with the same
+  seed both draw the same weights.
+* Checkpoints: :func:`save_checkpoint` writes one ``.safetensors`` file with a
+  :class:`CheckpointMeta`; :func:`load_checkpoint` rebuilds the model from it, or loads a
+  plain state dict, and never unpickles arbitrary objects. Errors derive from
+  :class:`CheckpointError` (a ``ValueError``).
+"""
+
+from ._checkpoint import load_checkpoint, save_checkpoint
+from ._cifar_small import CifarSmall
+from ._deform import DEFORM_IMPLS, DeformConv2dBlock
+from ._errors import (
+    CheckpointClassCountError,
+    CheckpointError,
+    CheckpointFormatError,
+    CheckpointMetadataError,
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    UnsafeCheckpointError,
+)
+from ._flops import count_flops, count_params
+from ._meta import FORMAT_VERSION, CheckpointMeta
+from ._mnist_cnn import MnistCnn
+from ._pair_net import PairNet
+from ._registry import (
+    ModelInfo,
+    build_model,
+    get_model_info,
+    list_models,
+    model_spec,
+    register_model,
+)
+from ._resnet_cifar import BasicBlock, ResNetCifar
+
+__all__ = [
+    "DEFORM_IMPLS",
+    "FORMAT_VERSION",
+    "BasicBlock",
+    "CheckpointClassCountError",
+    "CheckpointError",
+    "CheckpointFormatError",
+    "CheckpointMeta",
+    "CheckpointMetadataError",
+    "CheckpointMismatchError",
+    "CheckpointNotFoundError",
+    "CifarSmall",
+    "DeformConv2dBlock",
+    "MnistCnn",
+    "ModelInfo",
+    "PairNet",
+    "ResNetCifar",
+    "UnsafeCheckpointError",
+    "build_model",
+    "count_flops",
+    "count_params",
+    "get_model_info",
+    "list_models",
+    "load_checkpoint",
+    "model_spec",
+    "register_model",
+    "save_checkpoint",
+]
