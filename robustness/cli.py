@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from robustness import __version__
 from robustness._demo import add_demo_parser
 from robustness._errors import UsageError
+from robustness._make_dataset import add_make_dataset_parser
+from robustness._models_cmd import add_models_parser
 
 __all__ = ["build_parser", "main"]
 
@@ -32,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_demo_parser(sub)
+    add_make_dataset_parser(sub)
+    add_models_parser(sub)
     return parser
 
 

@@ -23,7 +23,15 @@ from ._errors import (
 )
 from ._fingerprint import DataFingerprint, FileDigest, array_sha256
 from ._mnist import FASHION_MNIST_CLASSES, MNIST_CLASSES, load_fashion_mnist, load_mnist
+from ._pairs import PairClass, PairConfig, TransformPairs
 from ._registry import DatasetInfo, Split, dataset_info, list_datasets, load_dataset
+from ._transformed import (
+    TransformedDataset,
+    materialise,
+    materialise_pairs,
+    quantise,
+    verify_materialised,
+)
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -38,7 +46,11 @@ __all__ = [
     "DatasetNotFoundError",
     "FileDigest",
     "ImageDataset",
+    "PairClass",
+    "PairConfig",
     "Split",
+    "TransformPairs",
+    "TransformedDataset",
     "UnsafePickleError",
     "array_sha256",
     "dataset_info",
@@ -49,5 +61,9 @@ __all__ = [
     "load_digits_dataset",
     "load_fashion_mnist",
     "load_mnist",
+    "materialise",
+    "materialise_pairs",
+    "quantise",
     "safe_unpickle",
+    "verify_materialised",
 ]
