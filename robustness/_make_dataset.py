@@ -43,8 +43,15 @@ def add_make_dataset_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", help="split to transform (default: test)")
     p.add_argument("--sweep", help="sweep preset: scale, rotation, translation, scale-rotation")
     p.add_argument("--scales", help="custom scales, 'start:stop:step' or 'a,b,c'")
-    p.add_argument("--angles", help="custom angles in degrees, 'start:stop:step' or 'a,b,c'")
-    p.add_argument("--shifts", help="custom shifts in px: '-4:4:2' (x and y cross) or 'x,y;x,y'")
+    p.add_argument(
+        "--angles",
+        help="custom angles in degrees, 'start:stop:step' or 'a,b,c'; write a negative start "
+        "with '=': --angles=-30:30:15",
+    )
+    p.add_argument(
+        "--shifts",
+        help="custom shifts in px: --shifts=-4:4:2 (a cross along x and y) or 'x,y;x,y'",
+    )
     p.add_argument("--interpolation", default="bilinear", choices=["bilinear", "nearest"])
     p.add_argument(
         "--fill",
