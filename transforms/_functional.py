@@ -365,16 +365,6 @@ def warp(
         ``((W - 1) / 2, (H - 1) / 2)``, positive angles counter-clockwise as displayed,
         shifts in pixels (x right, y down), ``align_corners=False``.
     """
-    if isinstance(params, AffineParams):
-        return affine(
-            images,
-            scale=params.scale,
-            angle_deg=params.angle_deg,
-            shift_px=params.shift_px,
-            interpolation=interpolation,
-            padding=padding,
-            fill=fill,
-        )
     if isinstance(params, AffineBatch):
         check_images(images)
         if len(params) != images.shape[0]:
@@ -382,16 +372,17 @@ def warp(
                 f"params has {len(params)} entries but images has B={images.shape[0]}; "
                 "pass one AffineParams for the whole batch or one entry per image"
             )
-        return affine(
-            images,
-            scale=params.scale,
-            angle_deg=params.angle_deg,
-            shift_px=params.shift_px,
-            interpolation=interpolation,
-            padding=padding,
-            fill=fill,
-        )
-    raise TypeError(f"params must be AffineParams or AffineBatch; got {type(params).__name__}")
+    elif not isinstance(params, AffineParams):
+        raise TypeError(f"params must be AffineParams or AffineBatch; got {type(params).__name__}")
+    return affine(
+        images,
+        scale=params.scale,
+        angle_deg=params.angle_deg,
+        shift_px=params.shift_px,
+        interpolation=interpolation,
+        padding=padding,
+        fill=fill,
+    )
 
 
 def rotate(images: Tensor, angle_deg: ParamLike, **kwargs) -> Tensor:
