@@ -19,15 +19,31 @@ from torch import Tensor, nn
 from torch.nn import init
 
 from ._common import check_bound, check_int, check_pair, resolve_device
+from ._deform_native import deform_conv2d_native
 
 __all__ = ["DEFORM_IMPLS", "DeformConv2dBlock"]
 
 DeformFn = Callable[..., Tensor]
 
+
+def _auto(input: Tensor, offset: Tensor, weight: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+    """The faster implementation for the input's device: the native one on CPU (where it
+    trains several times faster than torchvision's kernel, ``benchmarks/dcn.py``),
+    torchvision's compiled kernel elsewhere and for grouped convolutions."""
+    if input.device.type == "cpu" and weight.shape[1] == input.shape[1]:
+        return deform_conv2d_native(input, offset, weight, *args, **kwargs)
+    return torchvision.ops.deform_conv2d(input, offset, weight, *args, **kwargs)
+
+
 #: Implementations of the deformable convolution, by name. Each is called like
 #: ``torchvision.ops.deform_conv2d(input, offset, weight, bias, stride=, padding=, dilation=,
-#: mask=)`` and must follow its offset layout. A later CPU kernel is added here.
-DEFORM_IMPLS: dict[str, DeformFn] = {"torchvision": torchvision.ops.deform_conv2d}
+#: mask=)`` and follows its offset layout. ``native`` is plain PyTorch with a hand-written
+#: backward (``groups=1``); ``auto`` picks per call.
+DEFORM_IMPLS: dict[str, DeformFn] = {
+    "torchvision": torchvision.ops.deform_conv2d,
+    "native": deform_conv2d_native,
+    "auto": _auto,
+}
 
 
 def _check_impl(impl: Any) -> str:
@@ -95,7 +111,9 @@ class DeformConv2dBlock(nn.Module):
         offset_bound_frac: Clamp offsets to ``±offset_bound_frac · max(H, W)`` pixels, with
             ``H, W`` the block input's size; ``0.25`` is the bound of the published
             scaled-MNIST DCNv2 model. At most one of the two bounds may be set.
-        impl: Name of the implementation in :data:`DEFORM_IMPLS` (``"torchvision"``).
+        impl: Name of the implementation in :data:`DEFORM_IMPLS`: ``"auto"`` (default: the
+            native one on CPU, torchvision's kernel on other devices), ``"native"`` or
+            ``"torchvision"``. All give the same results to float rounding.
         device: Device of the parameters (default: the current default device).
         dtype: Floating dtype of the parameters (default: the default dtype).
 
@@ -136,7 +154,7 @@ class DeformConv2dBlock(nn.Module):
         offset_groups: int = 1,
         offset_bound: float | None = None,
         offset_bound_frac: float | None = None,
-        impl: str = "torchvision",
+        impl: str = "auto",
         device: Any = None,
         dtype: Any = None,
     ) -> None:

@@ -281,7 +281,7 @@ def test_impl_is_pluggable(monkeypatch):
 
     monkeypatch.setitem(DEFORM_IMPLS, "counting", counting)
     block = DeformConv2dBlock(2, 2, 3, padding=1)
-    assert block.impl == "torchvision"
+    assert block.impl == "auto"
     x = torch.randn(1, 2, 4, 4)
     reference = block(x)
     block.impl = "counting"
@@ -291,7 +291,9 @@ def test_impl_is_pluggable(monkeypatch):
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"impl must be one of \['torchvision'\]; got 'cuda'"):
+    with pytest.raises(
+        ValueError, match=r"impl must be one of \['auto', 'native', 'torchvision'\]; got 'cuda'"
+    ):
         DeformConv2dBlock(2, 2, 3, impl="cuda")
     block = DeformConv2dBlock(2, 2, 3)
     with pytest.raises(ValueError, match="impl must be one of"):

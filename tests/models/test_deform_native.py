@@ -1,0 +1,134 @@
+"""The native deformable convolution equals torchvision's kernel, gradients included."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.ops import deform_conv2d
+
+from models import DEFORM_IMPLS, DeformConv2dBlock
+from models._deform_native import deform_conv2d_native
+
+
+def _case(b, c, h, w, cout, k, stride, pad, dil, groups, *, dtype, offset_scale, mask, seed=0):
+    g = torch.Generator().manual_seed(seed)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype)
+
+    ho = (h + 2 * pad - dil * (k - 1) - 1) // stride + 1
+    wo = (w + 2 * pad - dil * (k - 1) - 1) // stride + 1
+    inputs = {
+        "input": randn(b, c, h, w),
+        "offset": randn(b, 2 * groups * k * k, ho, wo) * offset_scale,
+        "weight": randn(cout, c, k, k),
+        "bias": randn(cout),
+    }
+    if mask:
+        inputs["mask"] = torch.rand(b, groups * k * k, ho, wo, generator=g, dtype=torch.float64)
+        inputs["mask"] = inputs["mask"].to(dtype) * 2
+    for t in inputs.values():
+        t.requires_grad_()
+    geometry = {"stride": stride, "padding": pad, "dilation": dil}
+    return inputs, geometry
+
+
+CASES = [
+    # b, c, h, w, cout, k, stride, pad, dil, offset groups
+    (2, 4, 7, 7, 5, 3, 1, 1, 1, 1),  # mnist-cnn conv4/conv5 shape, smaller
+    (2, 3, 9, 8, 4, 3, 2, 0, 1, 1),  # stride, no padding, non-square
+    (1, 4, 8, 8, 3, 3, 1, 2, 2, 2),  # dilation, two offset groups
+    (2, 5, 6, 6, 2, 2, 1, 0, 1, 1),  # 2x2 kernel (cifar-small conv2)
+    (1, 6, 5, 7, 3, 3, 1, 1, 1, 3),  # three offset groups
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("mask", [True, False])
+@pytest.mark.parametrize("offset_scale", [0.7, 6.0])  # 6 px: many samples fall outside
+def test_matches_torchvision_in_outputs_and_all_gradients(case, mask, offset_scale):
+    inputs, geometry = _case(*case, dtype=torch.float32, offset_scale=offset_scale, mask=mask)
+    ours = deform_conv2d_native(**inputs, **geometry)
+    theirs = deform_conv2d(**inputs, **geometry)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    grad = torch.randn_like(ours)
+    names = list(inputs)
+    g_ours = torch.autograd.grad(ours, list(inputs.values()), grad)
+    g_theirs = torch.autograd.grad(theirs, list(inputs.values()), grad)
+    for name, a, b in zip(names, g_ours, g_theirs, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-5, msg=f"gradient of {name}")
+
+
+def test_float64_agrees_to_rounding():
+    inputs, geometry = _case(*CASES[2], dtype=torch.float64, offset_scale=3.0, mask=True)
+    torch.testing.assert_close(
+        deform_conv2d_native(**inputs, **geometry),
+        deform_conv2d(**inputs, **geometry),
+        atol=1e-12,
+        rtol=0,
+    )
+
+
+@pytest.mark.parametrize("mask", [True, False])
+def test_gradcheck_float64(mask):
+    inputs, geometry = _case(
+        1, 2, 4, 4, 2, 3, 1, 1, 1, 1, dtype=torch.float64, offset_scale=0.6, mask=mask
+    )
+    names = list(inputs)
+
+    def fn(*tensors):
+        return deform_conv2d_native(**dict(zip(names, tensors, strict=True)), **geometry)
+
+    assert torch.autograd.gradcheck(fn, tuple(inputs.values()))
+
+
+def test_batch_size_zero_and_non_contiguous_input():
+    inputs, geometry = _case(
+        2, 4, 6, 6, 3, 3, 1, 1, 1, 1, dtype=torch.float32, offset_scale=1.0, mask=True
+    )
+    empty = {
+        k: v.detach()[:0] if k in ("input", "offset", "mask") else v.detach()
+        for k, v in inputs.items()
+    }
+    assert deform_conv2d_native(**empty, **geometry).shape == (0, 3, 6, 6)
+    x = inputs["input"].detach()
+    strided = x.permute(0, 1, 3, 2).contiguous().permute(0, 1, 3, 2)
+    assert not strided.is_contiguous()
+    args = {k: v.detach() for k, v in inputs.items() if k != "input"}
+    torch.testing.assert_close(
+        deform_conv2d_native(strided, **args, **geometry),
+        deform_conv2d_native(x, **args, **geometry),
+    )
+
+
+def test_errors():
+    x = torch.zeros(1, 4, 5, 5)
+    with pytest.raises(ValueError, match="supports groups=1 only.*use impl='torchvision'"):
+        deform_conv2d_native(x, torch.zeros(1, 18, 3, 3), torch.zeros(2, 2, 3, 3))
+    with pytest.raises(ValueError, match=r"offset has 10 channels; expected 2·G·9"):
+        deform_conv2d_native(x, torch.zeros(1, 10, 3, 3), torch.zeros(2, 4, 3, 3))
+
+
+def test_blocks_use_native_on_cpu_and_agree_with_torchvision(monkeypatch):
+    import models._deform as deform_module
+
+    torch.manual_seed(0)
+    block = DeformConv2dBlock(4, 6, 3, padding=1)
+    with torch.no_grad():
+        block.offset_conv.weight.normal_(0, 0.5)
+        block.mask_conv.weight.normal_(0, 0.5)
+    x = torch.randn(3, 4, 7, 7)
+    assert block.impl == "auto"
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].device.type)
+        return deform_conv2d_native(*args, **kwargs)
+
+    monkeypatch.setattr(deform_module, "deform_conv2d_native", spy)
+    auto = block(x)
+    assert calls == ["cpu"]
+    block.impl = "torchvision"
+    torch.testing.assert_close(auto, block(x), atol=1e-5, rtol=1e-5)
+    assert calls == ["cpu"]
+    assert DEFORM_IMPLS["native"] is deform_conv2d_native
