@@ -27,18 +27,25 @@ __all__ = ["deform_conv2d_native"]
 def _base_positions(
     ho: int, wo: int, kh: int, kw: int, stride, padding, dilation, *, device, dtype
 ) -> tuple[Tensor, Tensor]:
-    """``(L, K)`` rows and columns sampled by each output pixel and tap without offsets."""
+    """``(K, L)`` rows and columns sampled by each tap and output pixel without offsets."""
     oy = torch.arange(ho, device=device, dtype=dtype) * stride[0] - padding[0]
     ox = torch.arange(wo, device=device, dtype=dtype) * stride[1] - padding[1]
     ky = torch.arange(kh, device=device, dtype=dtype) * dilation[0]
     kx = torch.arange(kw, device=device, dtype=dtype) * dilation[1]
-    rows = (oy[:, None, None, None] + ky[None, None, :, None]).expand(ho, wo, kh, kw)
-    cols = (ox[None, :, None, None] + kx[None, None, None, :]).expand(ho, wo, kh, kw)
-    return rows.reshape(ho * wo, kh * kw), cols.reshape(ho * wo, kh * kw)
+    rows = (ky[:, None, None, None] + oy[None, None, :, None]).expand(kh, kw, ho, wo)
+    cols = (kx[None, :, None, None] + ox[None, None, None, :]).expand(kh, kw, ho, wo)
+    return rows.reshape(kh * kw, ho * wo), cols.reshape(kh * kw, ho * wo)
 
 
-def _corners(x_shape, offset: Tensor, mask: Tensor | None, geometry):
-    """Corner row indices ``(B, L, K, G, 4)`` and weights, plus what the backward needs."""
+def _sampling(x_shape, offset: Tensor, mask: Tensor | None, geometry):
+    """Indices of the four bilinear corners into the padded, flattened input planes
+    ``(B, G, 1, K·L)`` each, their weights ``(B, G, 1, K·L)``, and what the backward needs.
+
+    The input is padded with one zero row/column before and two after, and sampling
+    positions are clamped to ``[-1, H] × [-1, W]``: every corner then indexes a real pixel
+    (zeros outside the image), so no per-corner bounds checks are needed. Positions at or
+    beyond ``-1`` / ``H`` sample 0 with zero gradient, as in torchvision's kernel.
+    """
     b, _, h, w = x_shape
     kh, kw, stride, padding, dilation = geometry
     k = kh * kw
@@ -47,96 +54,89 @@ def _corners(x_shape, offset: Tensor, mask: Tensor | None, geometry):
     base_y, base_x = _base_positions(
         ho, wo, kh, kw, stride, padding, dilation, device=offset.device, dtype=offset.dtype
     )
-    # offset (B, G·K·2, Ho, Wo) -> (B, L, K, G) for dy and dx
-    off = offset.reshape(b, groups, k, 2, ho * wo).permute(0, 4, 2, 1, 3)
-    py = base_y[None, :, :, None] + off[..., 0]
-    px = base_x[None, :, :, None] + off[..., 1]
+    off = offset.view(b, groups, k, 2, ho * wo)  # torchvision's layout: (dy, dx) per tap
+    py, px = base_y + off[:, :, :, 0], base_x + off[:, :, :, 1]  # (B, G, K, L)
+    in_image = ((py > -1) & (py < h) & (px > -1) & (px < w)).to(offset.dtype)
+    inside = in_image if mask is None else in_image * mask.view(b, groups, k, ho * wo)
+    py, px = py.clamp(-1, h), px.clamp(-1, w)
     y0, x0 = torch.floor(py), torch.floor(px)
     ly, lx = py - y0, px - x0
-    y0i, x0i = y0.long(), x0.long()
-    ys = torch.stack([y0i, y0i, y0i + 1, y0i + 1], -1)
-    xs = torch.stack([x0i, x0i + 1, x0i, x0i + 1], -1)
-    inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
     hy, hx = 1.0 - ly, 1.0 - lx
-    bil = torch.stack([hy * hx, hy * lx, ly * hx, ly * lx], -1)
-    valid = inside.to(offset.dtype)
-    m = mask.reshape(b, groups, k, ho * wo).permute(0, 3, 2, 1) if mask is not None else None
-    weights = bil * valid * (m[..., None] if m is not None else 1.0)
-    pos = ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)
-    batch = torch.arange(b, device=offset.device).view(b, 1, 1, 1, 1) * (h * w)
-    group = torch.arange(groups, device=offset.device).view(1, 1, 1, groups, 1)
-    rows = (batch + pos) * groups + group
-    return rows, weights, (ly, lx, valid, m, groups, ho, wo)
+    wy0, wy1 = hy * inside, ly * inside
+    weights = [wy0 * hx, wy0 * lx, wy1 * hx, wy1 * lx]
+    wp = w + 3
+    top_left = (y0.long() + 1) * wp + x0.long() + 1
+    index = [top_left + d for d in (0, 1, wp, wp + 1)]
+    n = k * ho * wo
+    index = [i.view(b, groups, 1, n) for i in index]
+    weights = [v.view(b, groups, 1, n) for v in weights]
+    return index, weights, (ly, lx, hy, hx, inside, in_image, groups, ho, wo)
 
 
-def _gather(x_rows: Tensor, rows: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
-    """Columns ``(B, L, K, G, Cg)`` and the gathered corners ``(B, L, K, G, 4, Cg)``."""
-    corners = x_rows.index_select(0, rows.reshape(-1)).view(*rows.shape, x_rows.shape[1])
-    cols = torch.einsum("blkgqc,blkgq->blkgc", corners, weights)
-    return cols, corners
+def _padded_planes(x: Tensor, groups: int) -> Tensor:
+    """``(B, G, C / G, (H + 3)·(W + 3))``: the input zero-padded (1 before, 2 after)."""
+    b, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (1, 2, 1, 2))
+    return padded.view(b, groups, c // groups, (h + 3) * (w + 3))
 
 
 class _DeformConv2dFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, offset, mask, weight, bias, stride, padding, dilation):
-        b, c, h, w = x.shape
+        b, c = x.shape[:2]
         cout, _, kh, kw = weight.shape
         geometry = (kh, kw, stride, padding, dilation)
-        rows, weights, aux = _corners(x.shape, offset, mask, geometry)
-        groups, ho, wo = aux[4], aux[5], aux[6]
-        # channels-last rows, one per (pixel, offset group): (B·H·W·G, C / G)
-        x_rows = x.permute(0, 2, 3, 1).reshape(b * h * w * groups, c // groups)
-        cols, corners = _gather(x_rows, rows, weights)
-        n_out, k = ho * wo, kh * kw
-        cols = cols.reshape(b, n_out, k * c)
-        w_mat = weight.permute(2, 3, 1, 0).reshape(k * c, cout)  # (K·C, Cout), tap-major
-        out = cols @ w_mat
+        index, weights, aux = _sampling(x.shape, offset, mask, geometry)
+        groups, ho, wo = aux[6], aux[7], aux[8]
+        planes = _padded_planes(x, groups)
+        shape = (b, groups, c // groups, index[0].shape[-1])
+        values = [planes.gather(3, i.expand(shape)) for i in index]  # (B, G, Cg, K·L) each
+        cols = values[0] * weights[0]
+        for v, wq in zip(values[1:], weights[1:], strict=True):
+            cols.addcmul_(v, wq)
+        cols = cols.view(b, c * kh * kw, ho * wo)  # im2col layout: rows (channel, tap)
+        out = torch.matmul(weight.view(cout, -1), cols)
         if bias is not None:
-            out = out + bias
+            out = out + bias.view(1, cout, 1)
         ctx.save_for_backward(x, offset, mask, weight, bias)
-        ctx.geometry = geometry
-        ctx.cache = (rows, weights, aux, corners, cols, w_mat)
-        return out.view(b, ho, wo, cout).permute(0, 3, 1, 2)
+        ctx.cache = (index, weights, aux, values, cols)
+        return out.view(b, cout, ho, wo)
 
     @staticmethod
     def backward(ctx, grad_out):
         x, offset, mask, weight, bias = ctx.saved_tensors
-        rows, weights, aux, corners, cols, w_mat = ctx.cache
-        ly, lx, valid, m, groups, ho, wo = aux
+        index, weights, aux, values, cols = ctx.cache
+        ly, lx, hy, hx, inside, in_image, groups, ho, wo = aux
         b, c, h, w = x.shape
         cout, _, kh, kw = weight.shape
         k, n_out = kh * kw, ho * wo
-        go = grad_out.permute(0, 2, 3, 1).reshape(b, n_out, cout)
+        go = grad_out.reshape(b, cout, n_out)
         grad_x = grad_offset = grad_mask = grad_weight = grad_bias = None
         if ctx.needs_input_grad[3]:
-            gw = cols.reshape(b * n_out, k * c).t() @ go.reshape(b * n_out, cout)  # (K·C, Cout)
-            grad_weight = gw.view(kh, kw, c, cout).permute(3, 2, 0, 1).contiguous()
+            gw = torch.einsum("bol,bcl->oc", go, cols)
+            grad_weight = gw.view(weight.shape)
         if bias is not None and ctx.needs_input_grad[4]:
-            grad_bias = go.sum((0, 1))
-        need_cols = any(ctx.needs_input_grad[i] for i in (0, 1, 2))
-        if need_cols:
-            grad_cols = (go @ w_mat.t()).view(b, n_out, k, groups, c // groups)
+            grad_bias = go.sum((0, 2))
+        if not any(ctx.needs_input_grad[i] for i in (0, 1, 2)):
+            return grad_x, grad_offset, grad_mask, grad_weight, grad_bias, None, None, None
+        grad_cols = torch.matmul(weight.view(cout, -1).t(), go)  # (B, C·K, L)
+        grad_cols = grad_cols.view(b, groups, c // groups, k * n_out)
         if ctx.needs_input_grad[0]:
-            src = grad_cols.unsqueeze(4) * weights.unsqueeze(5)  # (B, L, K, G, 4, Cg)
-            grad_rows = x.new_zeros(b * h * w * groups, c // groups)
-            grad_rows.index_add_(0, rows.reshape(-1), src.reshape(-1, c // groups))
-            grad_x = grad_rows.view(b, h, w, c).permute(0, 3, 1, 2).contiguous()
+            grad_planes = x.new_zeros(b, groups, c // groups, (h + 3) * (w + 3))
+            for i, wq in zip(index, weights, strict=True):
+                grad_planes.scatter_add_(3, i.expand(grad_cols.shape), grad_cols * wq)
+            grad_pad = grad_planes.view(b, c, h + 3, w + 3)
+            grad_x = grad_pad[:, :, 1 : h + 1, 1 : w + 1].contiguous()
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            # dL/d(corner weight) for each of the four corners: (B, L, K, G, 4)
-            g_corner = torch.einsum("blkgqc,blkgc->blkgq", corners, grad_cols)
-            hy, hx = 1.0 - ly, 1.0 - lx
+            # dL/d(value of each corner), summed over the group's channels: (B, G, K, L)
+            g00, g01, g10, g11 = ((v * grad_cols).sum(2).view(b, groups, k, n_out) for v in values)
             if ctx.needs_input_grad[2] and mask is not None:
-                bil = torch.stack([hy * hx, hy * lx, ly * hx, ly * lx], -1)
-                gm = (g_corner * bil * valid).sum(-1)  # (B, L, K, G)
-                grad_mask = gm.permute(0, 3, 2, 1).reshape(mask.shape)
+                gm = ((g00 * hx + g01 * lx) * hy + (g10 * hx + g11 * lx) * ly) * in_image
+                grad_mask = gm.view(mask.shape)
             if ctx.needs_input_grad[1]:
-                scale = g_corner * valid * (m[..., None] if m is not None else 1.0)
-                d_ly = torch.stack([-hx, -lx, hx, lx], -1)
-                d_lx = torch.stack([-hy, hy, -ly, ly], -1)
-                gy = (scale * d_ly).sum(-1)
-                gx = (scale * d_lx).sum(-1)
-                g = torch.stack([gy, gx], -1)  # (B, L, K, G, 2)
-                grad_offset = g.permute(0, 3, 2, 4, 1).reshape(offset.shape)
+                gy = ((g10 - g00) * hx + (g11 - g01) * lx) * inside
+                gx = ((g01 - g00) * hy + (g11 - g10) * ly) * inside
+                grad_offset = torch.stack([gy, gx], 3).view(offset.shape)
         return grad_x, grad_offset, grad_mask, grad_weight, grad_bias, None, None, None
 
 
