@@ -38,8 +38,8 @@ def _base_positions(
 
 
 def _sampling(x_shape, offset: Tensor, mask: Tensor | None, geometry):
-    """Indices of the four bilinear corners into the padded, flattened input planes
-    ``(B, G, 1, K·L)`` each, their weights ``(B, G, 1, K·L)``, and what the backward needs.
+    """Row indices of the four bilinear corners into the padded channels-last input (each
+    ``(B·L·K·G,)``), their weights (each ``(B·L·K·G, 1)``), and what the backward needs.
 
     The input is padded with one zero row/column before and two after, and sampling
     positions are clamped to ``[-1, H] × [-1, W]``: every corner then indexes a real pixel
@@ -64,20 +64,25 @@ def _sampling(x_shape, offset: Tensor, mask: Tensor | None, geometry):
     hy, hx = 1.0 - ly, 1.0 - lx
     wy0, wy1 = hy * inside, ly * inside
     weights = [wy0 * hx, wy0 * lx, wy1 * hx, wy1 * lx]
-    wp = w + 3
-    top_left = (y0.long() + 1) * wp + x0.long() + 1
-    index = [top_left + d for d in (0, 1, wp, wp + 1)]
-    n = k * ho * wo
-    index = [i.view(b, groups, 1, n) for i in index]
-    weights = [v.view(b, groups, 1, n) for v in weights]
+    hp, wp = h + 3, w + 3
+    # Row of the top-left corner in the padded channels-last input, one row per (pixel, group).
+    batch = torch.arange(b, device=offset.device).view(b, 1, 1, 1) * hp
+    group = torch.arange(groups, device=offset.device).view(1, groups, 1, 1)
+    top_left = ((batch + y0.long() + 1) * wp + x0.long() + 1) * groups + group
+    # Samples in (B, L, K, G) order, so the gathered rows form the (B·L, K·C) column matrix.
+    order = (0, 3, 2, 1)
+    top_left = top_left.permute(order).reshape(-1)
+    index = [top_left + d * groups for d in (0, 1, wp, wp + 1)]
+    weights = [q.permute(order).reshape(-1, 1) for q in (wy0 * hx, wy0 * lx, wy1 * hx, wy1 * lx)]
     return index, weights, (ly, lx, hy, hx, inside, in_image, groups, ho, wo)
 
 
-def _padded_planes(x: Tensor, groups: int) -> Tensor:
-    """``(B, G, C / G, (H + 3)·(W + 3))``: the input zero-padded (1 before, 2 after)."""
-    b, c, h, w = x.shape
+def _padded_rows(x: Tensor, groups: int) -> Tensor:
+    """``(B·(H+3)·(W+3)·G, C / G)``: the input zero-padded (1 before, 2 after), channels
+    last, one row per (pixel, offset group)."""
+    c = x.shape[1]
     padded = torch.nn.functional.pad(x, (1, 2, 1, 2))
-    return padded.view(b, groups, c // groups, (h + 3) * (w + 3))
+    return padded.permute(0, 2, 3, 1).reshape(-1, c // groups)
 
 
 class _DeformConv2dFn(torch.autograd.Function):
@@ -88,55 +93,62 @@ class _DeformConv2dFn(torch.autograd.Function):
         geometry = (kh, kw, stride, padding, dilation)
         index, weights, aux = _sampling(x.shape, offset, mask, geometry)
         groups, ho, wo = aux[6], aux[7], aux[8]
-        planes = _padded_planes(x, groups)
-        shape = (b, groups, c // groups, index[0].shape[-1])
-        values = [planes.gather(3, i.expand(shape)) for i in index]  # (B, G, Cg, K·L) each
-        cols = values[0] * weights[0]
-        for v, wq in zip(values[1:], weights[1:], strict=True):
-            cols.addcmul_(v, wq)
-        cols = cols.view(b, c * kh * kw, ho * wo)  # im2col layout: rows (channel, tap)
-        out = torch.matmul(weight.view(cout, -1), cols)
-        if bias is not None:
-            out = out + bias.view(1, cout, 1)
+        rows = _padded_rows(x, groups)
+        # Corner by corner into one reused buffer: fresh large allocations are slow.
+        cols = rows.index_select(0, index[0]).mul_(weights[0])
+        buf = torch.empty_like(cols)
+        for i, wq in zip(index[1:], weights[1:], strict=True):
+            cols.addcmul_(torch.index_select(rows, 0, i, out=buf), wq)
+        k = kh * kw
+        cols = cols.view(b * ho * wo, k * c)  # rows (b, l); columns (tap, channel)
+        w_mat = weight.permute(2, 3, 1, 0).reshape(k * c, cout)
+        out = torch.addmm(bias, cols, w_mat) if bias is not None else cols @ w_mat
         ctx.save_for_backward(x, offset, mask, weight, bias)
-        ctx.cache = (index, weights, aux, values, cols)
-        return out.view(b, cout, ho, wo)
+        ctx.cache = (index, weights, aux, rows, cols, w_mat)
+        return out.view(b, ho, wo, cout).permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, grad_out):
         x, offset, mask, weight, bias = ctx.saved_tensors
-        index, weights, aux, values, cols = ctx.cache
+        index, weights, aux, rows, cols, w_mat = ctx.cache
         ly, lx, hy, hx, inside, in_image, groups, ho, wo = aux
         b, c, h, w = x.shape
         cout, _, kh, kw = weight.shape
         k, n_out = kh * kw, ho * wo
-        go = grad_out.reshape(b, cout, n_out)
+        go = grad_out.permute(0, 2, 3, 1).reshape(b * n_out, cout)
         grad_x = grad_offset = grad_mask = grad_weight = grad_bias = None
         if ctx.needs_input_grad[3]:
-            gw = torch.einsum("bol,bcl->oc", go, cols)
-            grad_weight = gw.view(weight.shape)
+            grad_weight = (cols.t() @ go).view(kh, kw, c, cout).permute(3, 2, 0, 1).contiguous()
         if bias is not None and ctx.needs_input_grad[4]:
-            grad_bias = go.sum((0, 2))
+            grad_bias = go.sum(0)
         if not any(ctx.needs_input_grad[i] for i in (0, 1, 2)):
             return grad_x, grad_offset, grad_mask, grad_weight, grad_bias, None, None, None
-        grad_cols = torch.matmul(weight.view(cout, -1).t(), go)  # (B, C·K, L)
-        grad_cols = grad_cols.view(b, groups, c // groups, k * n_out)
+        grad_cols = (go @ w_mat.t()).view(-1, c // groups)  # rows as the gathered values
         if ctx.needs_input_grad[0]:
-            grad_planes = x.new_zeros(b, groups, c // groups, (h + 3) * (w + 3))
+            grad_rows = x.new_zeros(b * (h + 3) * (w + 3) * groups, c // groups)
+            buf = torch.empty_like(grad_cols)
             for i, wq in zip(index, weights, strict=True):
-                grad_planes.scatter_add_(3, i.expand(grad_cols.shape), grad_cols * wq)
-            grad_pad = grad_planes.view(b, c, h + 3, w + 3)
-            grad_x = grad_pad[:, :, 1 : h + 1, 1 : w + 1].contiguous()
+                grad_rows.index_add_(0, i, torch.mul(grad_cols, wq, out=buf))
+            grad_pad = grad_rows.view(b, h + 3, w + 3, c)[:, 1 : h + 1, 1 : w + 1]
+            grad_x = grad_pad.permute(0, 3, 1, 2).contiguous()
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            # dL/d(value of each corner), summed over the group's channels: (B, G, K, L)
-            g00, g01, g10, g11 = ((v * grad_cols).sum(2).view(b, groups, k, n_out) for v in values)
+            # dL/d(value of each corner), summed over the group's channels, as (B, G, K, L)
+            buf = torch.empty_like(grad_cols)
+            g00, g01, g10, g11 = (
+                torch.index_select(rows, 0, i, out=buf)
+                .mul_(grad_cols)
+                .sum(1)
+                .view(b, n_out, k, groups)
+                .permute(0, 3, 2, 1)
+                for i in index
+            )
             if ctx.needs_input_grad[2] and mask is not None:
                 gm = ((g00 * hx + g01 * lx) * hy + (g10 * hx + g11 * lx) * ly) * in_image
-                grad_mask = gm.view(mask.shape)
+                grad_mask = gm.reshape(mask.shape)
             if ctx.needs_input_grad[1]:
                 gy = ((g10 - g00) * hx + (g11 - g01) * lx) * inside
                 gx = ((g01 - g00) * hy + (g11 - g10) * ly) * inside
-                grad_offset = torch.stack([gy, gx], 3).view(offset.shape)
+                grad_offset = torch.stack([gy, gx], 3).reshape(offset.shape)
         return grad_x, grad_offset, grad_mask, grad_weight, grad_bias, None, None, None
 
 
