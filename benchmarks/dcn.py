@@ -1,0 +1,150 @@
+"""Deformable convolution on CPU: regular convolution, torchvision's kernel and the native one.
+
+In one run:
+
+* per layer (``mnist-cnn`` conv4/conv5, ``cifar-small`` conv1/conv2 shapes, batch 64): the
+  training step (forward + backward) and the forward of a regular ``nn.Conv2d`` and of a
+  ``DeformConv2dBlock`` (with its offset and modulation convolutions) on each implementation;
+* per model: a training step (batch 64, cross-entropy, Adam) and a forward pass (batch 256,
+  no grad) of ``mnist-cnn`` / ``mnist-cnn-dcnv2`` and ``cifar-small`` / ``cifar-small-dcn``.
+
+Prints images/s for each and, last, ``dcn_train_ratio: X.X``: the DCNv2 ``mnist-cnn`` training
+step time over the regular one's, with the implementation ``auto`` picks.
+
+Usage: ``python benchmarks/dcn.py [--quick] [--threads N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+# benchmarks/transforms.py is named like the transforms package: keep this folder off the
+# import path so that ``import models`` (which imports transforms) finds the package.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+from models import DeformConv2dBlock, build_model, get_model_info  # noqa: E402
+
+
+def _time(fn: Callable[[], object], *, repeats: int, warmup: int = 1) -> float:
+    """Median seconds per call."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def _set_impl(model: nn.Module, impl: str) -> nn.Module:
+    for module in model.modules():
+        if isinstance(module, DeformConv2dBlock):
+            module.impl = impl
+    return model
+
+
+def _layer_rows(repeats: int) -> None:
+    shapes = [
+        ("mnist-cnn conv4/conv5", 32, 32, 7, 3, 1),
+        ("cifar-small conv1", 3, 40, 32, 3, 0),
+        ("cifar-small conv2", 40, 25, 15, 2, 0),
+    ]
+    batch = 64
+    print(f"\nper layer, batch {batch}: images/s (train = forward + backward)")
+    print(f"  {'layer':24s} {'impl':12s} {'train':>10s} {'forward':>10s}")
+    for label, cin, cout, size, k, pad in shapes:
+        x = torch.randn(batch, cin, size, size)
+        layers = {
+            "conv2d": nn.Conv2d(cin, cout, k, padding=pad),
+            "torchvision": DeformConv2dBlock(cin, cout, k, padding=pad, impl="torchvision"),
+            "native": DeformConv2dBlock(cin, cout, k, padding=pad, impl="native"),
+        }
+        for block in list(layers.values())[1:]:
+            with torch.no_grad():  # non-zero offsets, as after training
+                block.offset_conv.weight.normal_(0, 0.05)
+        for impl, layer in layers.items():
+            xg = x.clone().requires_grad_()
+
+            def train(layer=layer, xg=xg):
+                layer(xg).sum().backward()
+
+            def forward(layer=layer, x=x):
+                with torch.no_grad():
+                    layer(x)
+
+            t_train = _time(train, repeats=repeats)
+            t_fwd = _time(forward, repeats=repeats)
+            print(f"  {label:24s} {impl:12s} {batch / t_train:10.0f} {batch / t_fwd:10.0f}")
+
+
+def _model_step(name: str, impl: str, repeats: int, train_batch: int, eval_batch: int):
+    torch.manual_seed(0)
+    model = _set_impl(build_model(name), impl)
+    c, h, w = get_model_info(name).input_shape
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.rand(train_batch, c, h, w)
+    y = torch.randint(0, 10, (train_batch,))
+    xe = torch.rand(eval_batch, c, h, w)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+    def forward():
+        with torch.no_grad():
+            model(xe)
+
+    model.train()
+    t_step = _time(step, repeats=repeats)
+    model.eval()
+    t_fwd = _time(forward, repeats=repeats)
+    return t_step, t_fwd
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (under a minute)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    repeats = 3 if args.quick else 11
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {repeats}")
+    _layer_rows(repeats)
+
+    print("\nper model: images/s (train step batch 64 with Adam; forward batch 256)")
+    print(f"  {'model':18s} {'impl':12s} {'train':>10s} {'forward':>10s}")
+    results = {}
+    for regular, twin in (("mnist-cnn", "mnist-cnn-dcnv2"), ("cifar-small", "cifar-small-dcn")):
+        for name, impls in ((regular, ("-",)), (twin, ("torchvision", "auto"))):
+            for impl in impls:
+                t_step, t_fwd = _model_step(name, impl if impl != "-" else "auto", repeats, 64, 256)
+                results[name, impl] = (t_step, t_fwd)
+                print(f"  {name:18s} {impl:12s} {64 / t_step:10.0f} {256 / t_fwd:10.0f}")
+    for regular, twin in (("mnist-cnn", "mnist-cnn-dcnv2"), ("cifar-small", "cifar-small-dcn")):
+        base_step, base_fwd = results[regular, "-"]
+        for impl in ("torchvision", "auto"):
+            step, fwd = results[twin, impl]
+            print(
+                f"{twin} / {regular} with {impl}: train step {step / base_step:.2f}x, "
+                f"forward {fwd / base_fwd:.2f}x"
+            )
+    step, fwd = results["mnist-cnn-dcnv2", "auto"]
+    base_step, base_fwd = results["mnist-cnn", "-"]
+    print(f"dcn_forward_ratio: {fwd / base_fwd:.2f}")
+    print(f"dcn_train_ratio: {step / base_step:.1f}")
+
+
+if __name__ == "__main__":
+    main()
