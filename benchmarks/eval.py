@@ -1,0 +1,139 @@
+"""The evaluation engine against bare forward passes of the same images, in one run.
+
+The scaled-MNIST sweep (11 scales, 0.5 to 1.5) on 10,000 images through ``mnist-cnn``
+(``ref:mnist-cnn`` if the reference checkpoint exists, else an untrained one): the engine
+(``robustness.evaluate``: warp, normalise, forward, argmax, metrics) against the same number
+of bare forward passes of the unwarped images in the same batches. Both are timed
+alternately, best of ``--repeats``, so load from other jobs hits both alike.
+
+Images: MNIST's test split with ``--data-root DIR``; otherwise the embedded digits (1,797
+training images, MNIST-like 28×28) tiled to the requested count.
+
+Prints the timings and, last, ``engine_overhead: X.XX``: engine time / bare forward time,
+the median over back-to-back pairs that run in alternating order (target <= 1.15).
+``--quick`` runs 600 images in well under a minute.
+
+Usage: ``python benchmarks/eval.py [--quick] [--images N] [--threads N] [--repeats N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+# This folder holds benchmarks/transforms.py, named like the package: drop it from the
+# import path so that ``import transforms`` finds the package, and put the repo root first.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def _data(n: int, data_root: Path | None):
+    from transforms.datasets import DataFingerprint, ImageDataset, array_sha256, load_dataset
+
+    if data_root is not None:
+        source = load_dataset("mnist", split="test", root=data_root)
+    else:
+        source = load_dataset("digits", split="train")
+    reps = -(-n // len(source))
+    images = source.images.repeat(reps, 1, 1, 1)[:n].contiguous()
+    labels = source.labels.repeat(reps)[:n].contiguous()
+    fp = DataFingerprint(
+        dataset=source.name,
+        split=f"{source.split}-tiled-{n}",
+        n_images=n,
+        images_sha256=array_sha256((images.numpy() * 255).round().astype(np.uint8)),
+        labels_sha256=array_sha256(labels.numpy()),
+    )
+    return ImageDataset(source.name, fp.split, images, labels, source.classes, fp)
+
+
+def _model(data):
+    from models import build_model
+    from robustness._checkpoints import list_refs, load_for_eval
+
+    if "mnist-cnn" in list_refs():
+        loaded = load_for_eval("ref:mnist-cnn", data=data)
+        return loaded.model, loaded.record.mean, loaded.record.std, "ref:mnist-cnn"
+    torch.manual_seed(0)
+    model = build_model("mnist-cnn").eval()
+    return model, (0.1307,), (0.3081,), "mnist-cnn (untrained: ref:mnist-cnn not found)"
+
+
+def _r(values: list[float]) -> list[float]:
+    return [round(v, 2) for v in values]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="600 images (under a minute)")
+    parser.add_argument("--images", type=int, help="number of images (default 10,000)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--repeats", type=int, help="timed runs of each (default 3, quick 4)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--data-root", type=Path, help="MNIST root (default: tiled digits)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from robustness import EvalOptions, evaluate
+    from transforms import get_sweep
+
+    n = args.images or (600 if args.quick else 10_000)
+    repeats = args.repeats or (4 if args.quick else 3)
+    bs = args.batch_size
+    data = _data(n, args.data_root)
+    model, mean, std, name = _model(data)
+    sweep = get_sweep("scale")
+    options = EvalOptions(mean=mean, std=std, batch_size=bs)
+    images = data.images
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for _ in sweep.points:
+                for s in range(0, n, bs):
+                    model(images[s : s + bs])
+
+    def engine() -> None:
+        evaluate(model, data, sweep, options=options)
+
+    def timed(fn) -> float:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    # Warm-up on a slice (first-touch allocations, lazy imports, oneDNN primitives).
+    with torch.inference_mode():
+        model(images[:bs])
+    evaluate(model, _data(min(n, 2 * bs), args.data_root), sweep, options=options)
+
+    # Back-to-back pairs, alternating which goes first: other jobs on the machine slow
+    # both members of a pair alike, so the median of the pairs' ratios is robust to load.
+    bare_s, engine_s = [], []
+    for r in range(repeats):
+        if r % 2:
+            engine_s.append(timed(engine))
+            bare_s.append(timed(bare))
+        else:
+            bare_s.append(timed(bare))
+            engine_s.append(timed(engine))
+    ratios = [e / b for e, b in zip(engine_s, bare_s, strict=True)]
+    b, e = min(bare_s), min(engine_s)
+    work = n * len(sweep)
+    print(f"model: {name}")
+    print(f"data: {data.name} {n} images x {len(sweep)} scales = {work:,} forward images")
+    print(f"threads: {torch.get_num_threads()}  batch size: {bs}  repeats: {repeats}")
+    print(f"bare forward: best {b:.2f} s ({work / b:,.0f} img/s)  runs: {_r(bare_s)}")
+    print(f"engine:       best {e:.2f} s ({work / e:,.0f} img/s)  runs: {_r(engine_s)}")
+    print(f"best/best ratio: {e / b:.2f}  pair ratios: {_r(ratios)}")
+    print(f"engine_overhead: {float(np.median(ratios)):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Turn ``--checkpoint CKPT|ref:NAME [--model NAME]`` into a model ready to evaluate.
+
+Checkpoint errors (:class:`models.CheckpointError`) keep their messages, which already name
+the file and the fix; this module adds what only the evaluation knows: the dataset's
+channels and classes, the normalisation to use, and what had to be assumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustness._eval_errors import EvalInputError
+from robustness._results import ModelRecord
+from transforms.datasets import ImageDataset
+
+__all__ = ["LoadedModel", "list_refs", "load_for_eval", "refs_dir", "resolve_checkpoint_path"]
+
+log = logging.getLogger("geomrobust.eval")
+
+REF_PREFIX = "ref:"
+
+
+def refs_dir() -> Path:
+    """The folder of the reference checkpoints, ``models/refs/`` inside the package."""
+    import models
+
+    return Path(models.__file__).resolve().parent / "refs"
+
+
+def list_refs() -> list[str]:
+    """Names of the reference checkpoints available (``ref:NAME``), sorted."""
+    folder = refs_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.safetensors"))
+
+
+def resolve_checkpoint_path(spec: str | os.PathLike[str]) -> Path:
+    """A path for ``spec``: a file path, or ``ref:NAME`` → ``models/refs/NAME.safetensors``.
+
+    Raises:
+        EvalInputError: an unknown ``ref:`` name (the message lists the available ones).
+    """
+    text = os.fspath(spec)
+    if not text.startswith(REF_PREFIX):
+        return Path(text)
+    name = text[len(REF_PREFIX) :].strip()
+    path = refs_dir() / f"{name}.safetensors"
+    if name and path.is_file():
+        return path
+    available = list_refs()
+    shown = ", ".join(f"ref:{r}" for r in available) if available else "none yet"
+    raise EvalInputError(
+        f"unknown reference checkpoint {text!r} (looked for {path}); available: {shown}. "
+        "Pass a checkpoint file path instead, or train the references into models/refs/"
+    )
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A model ready for :func:`robustness.evaluate`, and what is recorded about it.
+
+    Attributes:
+        model: The model, on the requested device, in eval mode.
+        record: Name, parameter count, checkpoint and its sha256, normalisation.
+        assumptions: What was assumed rather than read from the checkpoint.
+        num_inputs: Images per sample the model takes (2 for ``pair-net``); ``None`` for
+            an architecture outside the registry.
+        training: The training settings recorded in the checkpoint (may be empty).
+    """
+
+    model: nn.Module
+    record: ModelRecord
+    assumptions: tuple[str, ...]
+    num_inputs: int | None
+    training: Mapping[str, Any] = field(default_factory=dict)
+
+
+def load_for_eval(
+    checkpoint: str | os.PathLike[str],
+    *,
+    data: ImageDataset,
+    model: str | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    device: torch.device | str | None = None,
+    pairs: bool = False,
+) -> LoadedModel:
+    """Load a checkpoint for evaluation on ``data``.
+
+    Args:
+        checkpoint: A ``.safetensors``/``.pt`` path or ``ref:NAME``.
+        data: The split it will be evaluated on (channels and classes are checked).
+        model: Registry name or ``package.module:factory``, for files without metadata or
+            to override it.
+        mean, std: Normalisation overriding the checkpoint's (both or neither).
+        device: Where to build the model.
+        pairs: Load a transformation-pair classifier: its classes are pair classes, not
+            the dataset's, so they are not checked against ``data``.
+
+    Returns:
+        A :class:`LoadedModel`.
+
+    Raises:
+        models.CheckpointError: missing, corrupt or mismatched checkpoint.
+        EvalInputError: channels or class names that disagree with the data, unknown
+            ``ref:`` name, or only one of mean/std.
+    """
+    from models import count_params, get_model_info, list_models, load_checkpoint
+
+    path = resolve_checkpoint_path(checkpoint)
+    expected = None if pairs else data.num_classes
+    net, meta = load_checkpoint(path, model=model, num_classes=expected, device=device)
+    assumptions: list[str] = []
+    has_meta = meta.class_names is not None or meta.mean is not None
+    c = data.image_shape[0]
+    channels = meta.input_shape[0] if meta.input_shape else getattr(net, "in_channels", None)
+    if isinstance(channels, int) and channels != c:
+        raise EvalInputError(
+            f"checkpoint {checkpoint} takes {channels} input channel(s) but dataset "
+            f"{data.name!r} has {c}; use a checkpoint trained on this dataset"
+        )
+    if not pairs and meta.class_names is not None:
+        if tuple(meta.class_names) != tuple(data.classes):
+            raise EvalInputError(
+                f"checkpoint {checkpoint} was trained on classes {list(meta.class_names)[:5]}... "
+                f"but dataset {data.name!r} has {list(data.classes)[:5]}...; use a checkpoint "
+                "trained on this dataset"
+            )
+    elif meta.class_names is None and not pairs:
+        assumptions.append(
+            f"class count and names taken from the dataset ({data.num_classes}: "
+            f"{', '.join(data.classes[:3])}, ...): the checkpoint does not record them"
+        )
+    if (mean is None) != (std is None):
+        raise EvalInputError("--mean and --std must be given together (or neither)")
+    if mean is not None:
+        norm_mean, norm_std, source = tuple(mean), tuple(std or ()), "user"
+        if meta.mean is not None and (tuple(meta.mean), tuple(meta.std or ())) != (
+            norm_mean,
+            norm_std,
+        ):
+            assumptions.append(
+                f"normalisation mean={list(norm_mean)}, std={list(norm_std)} given by the user "
+                f"overrides the checkpoint's mean={list(meta.mean)}, std={list(meta.std or ())}"
+            )
+    elif meta.mean is not None:
+        norm_mean, norm_std, source = meta.mean, meta.std, "checkpoint"
+    else:
+        norm_mean = norm_std = None
+        source = "none"
+        assumptions.append(
+            "the model gets images in [0, 1] (no normalisation): the checkpoint records no "
+            "mean/std and none was given (--mean/--std)"
+        )
+    if not has_meta and meta.model_name is None:
+        assumptions.append("architecture given by --model (the checkpoint does not record it)")
+    name = meta.model_name or model or type(net).__name__
+    num_inputs = None
+    if name in list_models():
+        try:
+            num_inputs = get_model_info(name, **dict(meta.model_args)).num_inputs
+        except (TypeError, ValueError):
+            num_inputs = None
+    for note in assumptions:
+        log.info("assumed: %s", note)
+    record = ModelRecord(
+        name=name,
+        params=count_params(net),
+        checkpoint=os.fspath(checkpoint),
+        checkpoint_sha256=file_sha256(path),
+        num_classes=expected if expected is not None else getattr(net, "num_classes", None),
+        class_names=tuple(meta.class_names)
+        if meta.class_names
+        else (None if pairs else tuple(data.classes)),
+        mean=norm_mean,
+        std=norm_std,
+        normalisation_source=source,
+    )
+    return LoadedModel(net, record, tuple(assumptions), num_inputs, dict(meta.training))

@@ -1,0 +1,426 @@
+"""The evaluation engine: one model, one split, every point of a sweep.
+
+The work is ``rows × images``: the sweep's points, plus the identity when the sweep lacks it
+(clean accuracy is always evaluated). It splits into :class:`Shard` units, a row and a range
+of images, each a pure function of the model and the data, so shards run in any order or on
+any rank give the same predictions, and :func:`merge_shards` puts counts, confusion matrices
+and predictions back together exactly. :func:`evaluate` runs the rows one after another in
+batches of images: memory holds one batch of warped images, whatever the number of points.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from robustness._eval_errors import EvalInputError
+from robustness._eval_options import EvalOptions
+from robustness._io import PartialStore
+from robustness._metrics import confusion_matrix
+from robustness._results import DataRecord, EvalResult, ModelRecord, Predictions, summarise
+from transforms import AffineParams, Sweep, get_sweep, warp
+from transforms.datasets import ImageDataset
+
+__all__ = [
+    "EvalOptions",
+    "Shard",
+    "ShardResult",
+    "evaluate",
+    "merge_shards",
+    "plan_shards",
+    "run_shard",
+    "work_rows",
+]
+
+log = logging.getLogger("geomrobust.eval")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One unit of work: row ``row`` (see :func:`work_rows`) on images ``[start, stop)``."""
+
+    row: int
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True, eq=False)
+class ShardResult:
+    """Predictions of one shard, with its counts.
+
+    Attributes:
+        shard: The unit.
+        predictions: ``(stop - start,)`` int64 predicted classes.
+        correct: Images classified correctly.
+        confusion: ``(K, K)`` int64 counts ``[true, predicted]`` of the shard's images.
+    """
+
+    shard: Shard
+    predictions: np.ndarray
+    correct: int
+    confusion: np.ndarray
+
+
+def work_rows(sweep: Sweep) -> tuple[tuple[AffineParams, ...], int]:
+    """The rows to evaluate and the index of the clean (identity) row among them.
+
+    The sweep's points come first, in order; the identity is appended when the sweep lacks
+    it.
+    """
+    rows = tuple(sweep.points)
+    identity = sweep.identity_index
+    if identity is None:
+        return (*rows, AffineParams()), len(rows)
+    return rows, identity
+
+
+def plan_shards(n_rows: int, n_images: int, *, images_per_shard: int) -> tuple[Shard, ...]:
+    """Split ``n_rows × n_images`` into shards of at most ``images_per_shard`` images.
+
+    Shards are listed row by row; any subset can run anywhere and :func:`merge_shards`
+    reassembles the full set.
+    """
+    if images_per_shard < 1:
+        raise ValueError(f"images_per_shard must be >= 1; got {images_per_shard}")
+    return tuple(
+        Shard(row, start, min(start + images_per_shard, n_images))
+        for row in range(n_rows)
+        for start in range(0, n_images, images_per_shard)
+    )
+
+
+class _Runner:
+    """Prepared state for predicting one row on a range of images."""
+
+    def __init__(self, model: nn.Module, data: ImageDataset, options: EvalOptions, device: Any):
+        self.model = model
+        self.images = data.images
+        self.device, self.dtype = _model_device_dtype(model, device)
+        c = data.image_shape[0]
+        self.options = options
+        self.num_classes = data.num_classes
+
+        def channel_tensor(values: tuple[float, ...] | None, name: str) -> Tensor | None:
+            if values is None:
+                return None
+            if len(values) not in (1, c):
+                raise EvalInputError(
+                    f"{name} has {len(values)} values; the images have {c} channel(s): give "
+                    "one per channel or one for all"
+                )
+            return torch.tensor(values, dtype=self.dtype, device=self.device).view(1, -1, 1, 1)
+
+        self.mean = channel_tensor(options.mean, "mean")
+        self.std = channel_tensor(options.std, "std")
+        fill = options.fill_values()
+        channel_tensor(fill, "fill")
+        self.fill = list(fill) if fill is not None else None
+        self.padding = "zeros" if fill is None else "constant"
+        self.checked = False
+
+    def predict(self, point: AffineParams, start: int, stop: int) -> np.ndarray:
+        """``(stop - start,)`` int64 predictions of images ``[start, stop)`` under ``point``."""
+        x = self.images[start:stop].to(self.device, self.dtype, non_blocking=True)
+        fresh = False
+        if not point.is_identity:
+            x = warp(
+                x,
+                point,
+                interpolation=self.options.interpolation,
+                padding=self.padding,
+                fill=self.fill,
+            )
+            fresh = True
+        if self.mean is not None:
+            x = x.sub_(self.mean) if fresh else x - self.mean
+            x = x.div_(self.std)
+        logits = self.model(x)
+        if not self.checked:
+            self._check_logits(logits, x.shape[0])
+        return logits.argmax(dim=1).cpu().numpy().astype(np.int64, copy=False)
+
+    def _check_logits(self, logits: Any, n: int) -> None:
+        if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != n:
+            shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+            raise EvalInputError(
+                f"the model must return logits of shape (B, num_classes); got {shape}"
+            )
+        if logits.shape[1] != self.num_classes:
+            raise EvalInputError(
+                f"the model predicts {logits.shape[1]} classes but the dataset has "
+                f"{self.num_classes}; use a model trained on this dataset"
+            )
+        self.checked = True
+
+    def run(self, point: AffineParams, start: int, stop: int, batch_size: int, progress):
+        out = np.empty(stop - start, dtype=np.int64)
+        for s in range(start, stop, batch_size):
+            e = min(s + batch_size, stop)
+            out[s - start : e - start] = self.predict(point, s, e)
+            if progress is not None:
+                progress(e - s)
+        return out
+
+
+def _model_device_dtype(model: nn.Module, device: Any) -> tuple[torch.device, torch.dtype]:
+    """The model's device and floating dtype; a requested other device is an error."""
+    tensors = [*model.parameters(), *model.buffers()]
+    floating = [t for t in tensors if t.is_floating_point()]
+    own = tensors[0].device if tensors else torch.device("cpu")
+    dtype = floating[0].dtype if floating else torch.float32
+    if device is not None:
+        wanted = torch.device(device)
+        if wanted.type != own.type or (wanted.index is not None and wanted != own):
+            raise EvalInputError(
+                f"the model is on {own} but device={str(wanted)!r} was asked; move it first "
+                f"with model.to({str(wanted)!r}) (evaluate never moves a caller's model)"
+            )
+    return own, dtype
+
+
+def _check_inputs(model: Any, data: Any) -> None:
+    if not isinstance(model, nn.Module):
+        raise EvalInputError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    if model.training:
+        raise EvalInputError(
+            "the model is in training mode, where BatchNorm and dropout make predictions "
+            "depend on the batch; call model.eval() first (evaluate does not change it)"
+        )
+    if not isinstance(data, ImageDataset):
+        raise EvalInputError(
+            f"data must be a transforms.datasets.ImageDataset (from load_dataset); got "
+            f"{type(data).__name__}"
+        )
+    if len(data) == 0:
+        raise EvalInputError(f"dataset {data.name!r} ({data.split}) has no images to evaluate")
+    channels = getattr(model, "in_channels", None)
+    if isinstance(channels, int) and channels != data.image_shape[0]:
+        raise EvalInputError(
+            f"the model takes {channels} input channel(s) but dataset {data.name!r} has "
+            f"{data.image_shape[0]}; use a model trained on this dataset"
+        )
+
+
+def _as_sweep(sweep: Sweep | str) -> Sweep:
+    if isinstance(sweep, Sweep):
+        return sweep
+    if isinstance(sweep, str):
+        try:
+            return get_sweep(sweep)
+        except ValueError as exc:
+            raise EvalInputError(str(exc)) from None
+    raise EvalInputError(f"sweep must be a Sweep or a preset name; got {type(sweep).__name__}")
+
+
+def run_shard(
+    model: nn.Module,
+    data: ImageDataset,
+    sweep: Sweep,
+    shard: Shard,
+    *,
+    options: EvalOptions | None = None,
+    device: torch.device | str | None = None,
+) -> ShardResult:
+    """Predict one shard (row ``shard.row`` of :func:`work_rows` on its image range).
+
+    Args:
+        model: A classifier in eval mode, ``(B, C, H, W) -> (B, K)`` logits; not moved.
+        data: The split; ``data.images[start:stop]`` are moved batch by batch to the model.
+        sweep: The sweep the shard was planned for.
+        shard: The unit of work.
+        options: Normalisation, interpolation, fill and batch size.
+        device: Must be the model's device if given.
+    """
+    _check_inputs(model, data)
+    options = options or EvalOptions()
+    rows, _ = work_rows(sweep)
+    if not 0 <= shard.row < len(rows) or not 0 <= shard.start <= shard.stop <= len(data):
+        raise ValueError(f"shard {shard} is out of range for {len(rows)} rows × {len(data)} images")
+    runner = _Runner(model, data, options, device)
+    with torch.inference_mode():
+        pred = runner.run(rows[shard.row], shard.start, shard.stop, options.batch_size, None)
+    labels = data.labels[shard.start : shard.stop].numpy()
+    confusion = confusion_matrix(labels, pred, data.num_classes)
+    return ShardResult(shard, pred, int(np.trace(confusion)), confusion)
+
+
+def merge_shards(results: Iterable[ShardResult], *, n_rows: int, n_images: int) -> np.ndarray:
+    """``(n_rows, n_images)`` predictions from shard results that cover every cell once.
+
+    Raises:
+        ValueError: a cell is covered twice or not at all.
+    """
+    out = np.full((n_rows, n_images), -1, dtype=np.int64)
+    covered = np.zeros((n_rows, n_images), dtype=bool)
+    for r in results:
+        s = r.shard
+        if covered[s.row, s.start : s.stop].any():
+            raise ValueError(f"shard {s} overlaps another shard")
+        out[s.row, s.start : s.stop] = r.predictions
+        covered[s.row, s.start : s.stop] = True
+    if not covered.all():
+        rows = sorted(set(np.nonzero(~covered)[0].tolist()))
+        raise ValueError(f"shards do not cover every image of row(s) {rows[:8]}")
+    return out
+
+
+def weights_digest(model: nn.Module) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of a model's state dict."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _default_record(model: nn.Module, options: EvalOptions, num_classes: int) -> ModelRecord:
+    from models import count_params, model_spec
+
+    spec = model_spec(model)
+    return ModelRecord(
+        name=spec[0] if spec else type(model).__name__,
+        params=count_params(model),
+        num_classes=num_classes,
+        mean=options.mean,
+        std=options.std,
+        normalisation_source="user" if options.mean is not None else "none",
+    )
+
+
+def _versions() -> dict[str, str]:
+    from robustness import __version__
+
+    return {
+        "geomrobust": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def evaluate(
+    model: nn.Module,
+    data: ImageDataset,
+    sweep: Sweep | str,
+    *,
+    options: EvalOptions | None = None,
+    device: torch.device | str | None = None,
+    record: ModelRecord | None = None,
+    assumptions: Sequence[str] = (),
+    partial: str | Path | None = None,
+    resume: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> EvalResult:
+    """Evaluate a classifier on every point of a sweep.
+
+    Each image is warped in [0, 1] image space (``transforms.warp``, one transform per
+    batch), then normalised as ``(x - mean) / std``, then classified; the prediction is the
+    argmax of the logits, so metrics do not depend on the batch size.
+
+    Args:
+        model: A classifier ``(B, C, H, W) -> (B, K)`` logits, in eval mode. It is neither
+            moved nor switched to eval mode; images go to its device and dtype.
+        data: The split (``transforms.datasets.load_dataset``); ``(N, C, H, W)`` images in
+            [0, 1].
+        sweep: A :class:`transforms.Sweep` or a preset name (``"scale"``, ...).
+        options: Normalisation, interpolation, fill and batch size (:class:`EvalOptions`).
+        device: If given, must be the model's device (a check, not a move).
+        record: What to record about the model (the CLI fills checkpoint and hash);
+            default: its registry name or class name and parameter count.
+        assumptions: Notes recorded in the result (what was assumed, not read).
+        partial: Folder where finished rows are saved as they finish (resumable);
+            ``None`` keeps everything in memory.
+        resume: Reuse the rows already in ``partial`` if it belongs to the same model
+            weights, data, sweep and options (else :class:`ResumeError`).
+        progress: Called with the number of images after every batch.
+
+    The ``partial`` folder is left in place; remove it once the result is saved (the CLI
+    does, after writing the result).
+
+    Returns:
+        An :class:`EvalResult` with per-point metrics, the summary and the predictions.
+
+    Raises:
+        EvalInputError: training-mode model, channels or classes that disagree with the
+            data, bad options, a device other than the model's, or a foreign partial.
+    """
+    _check_inputs(model, data)
+    sweep = _as_sweep(sweep)
+    options = options or EvalOptions()
+    if not isinstance(options, EvalOptions):
+        raise EvalInputError(f"options must be an EvalOptions; got {type(options).__name__}")
+    runner = _Runner(model, data, options, device)
+    rows, clean_row = work_rows(sweep)
+    n = len(data)
+    record = record or _default_record(model, options, data.num_classes)
+    transform = options.transform_record()
+    data_record = DataRecord(data.name, data.split, n, data.fingerprint.to_dict())
+
+    store = None
+    done: dict[int | str, np.ndarray] = {}
+    if partial is not None:
+        key = {
+            "weights_sha256": weights_digest(model),
+            "checkpoint_sha256": record.checkpoint_sha256,
+            "normalisation": [options.mean, options.std],
+            "data": data_record.to_dict(),
+            "sweep": sweep.to_dict(),
+            "transform": transform.to_dict(),
+        }
+        store = PartialStore(partial, key, n)
+        done = store.start(resume=resume)
+
+    predictions = np.empty((len(rows), n), dtype=np.int64)
+    started = time.perf_counter()
+    computed = 0
+    with torch.inference_mode():
+        for i, point in enumerate(rows):
+            if i in done:
+                predictions[i] = done[i]
+                if progress is not None:
+                    progress(n)
+                continue
+            log.debug("point %d/%d: %s", i + 1, len(rows), point.label())
+            predictions[i] = runner.run(point, 0, n, options.batch_size, progress)
+            computed += 1
+            if store is not None:
+                store.save(i, predictions[i])
+    elapsed = time.perf_counter() - started
+
+    labels = data.labels.numpy().astype(np.int64, copy=False)
+    pred = Predictions(
+        labels=labels, clean=predictions[clean_row].copy(), points=predictions[: len(sweep)]
+    )
+    clean, points, summary = summarise(sweep, pred, num_classes=data.num_classes)
+    result = EvalResult(
+        model=record,
+        data=data_record,
+        sweep=sweep,
+        transform=transform,
+        clean=clean,
+        points=points,
+        summary=summary,
+        versions=_versions(),
+        assumptions=tuple(assumptions),
+        run={
+            "device": str(runner.device),
+            "dtype": str(runner.dtype).removeprefix("torch."),
+            "batch_size": options.batch_size,
+            "threads": torch.get_num_threads(),
+            "rows_computed": computed,
+            "rows_resumed": len(rows) - computed,
+            "elapsed_s": round(elapsed, 3),
+        },
+        predictions=pred,
+    )
+    return result

@@ -1,0 +1,112 @@
+"""Options of an evaluation: normalisation, interpolation, fill and batch size."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor
+
+from robustness._eval_errors import EvalInputError
+from robustness._results import TransformRecord
+from transforms import Interpolation
+from transforms._options import parse_choice
+
+__all__ = ["EvalOptions"]
+
+FillLike = float | Sequence[float] | str | None
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How images are prepared for the model.
+
+    Attributes:
+        mean, std: Per-channel normalisation ``(x - mean) / std`` applied after warping
+            (one value per channel, or one for all); ``None`` gives the model [0, 1] images.
+        interpolation: ``"bilinear"`` or ``"nearest"``.
+        fill: ``None`` pads with zeros; a number or one per channel pads with that constant
+            (image space, [0, 1]); ``"mean"`` pads with ``mean``, which is what warping
+            after normalisation with zero padding amounts to.
+        batch_size: Images per forward pass, >= 1. Results do not depend on it.
+    """
+
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    interpolation: Interpolation = Interpolation.BILINEAR
+    fill: tuple[float, ...] | str | None = None
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if (self.mean is None) != (self.std is None):
+            raise EvalInputError(
+                "mean and std must be given together (or neither, for [0, 1] inputs); "
+                f"got mean={self.mean}, std={self.std}"
+            )
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            values = _floats(value, name=name)
+            if name == "std" and min(values) <= 0:
+                raise EvalInputError(f"std must be > 0 per channel; got {list(values)}")
+            set_(self, name, values)
+        try:
+            interp = parse_choice(Interpolation, self.interpolation, name="interpolation")
+        except (TypeError, ValueError) as exc:
+            raise EvalInputError(str(exc)) from None
+        set_(self, "interpolation", interp)
+        fill = self.fill
+        if isinstance(fill, str):
+            if fill.strip().lower() != "mean":
+                raise EvalInputError(
+                    f"fill must be None, a number, one number per channel or 'mean'; got {fill!r}"
+                )
+            if self.mean is None:
+                raise EvalInputError(
+                    "fill='mean' pads with the model's normalisation mean, but there is none "
+                    "(the checkpoint has no mean/std and none was given); pass mean= and std= "
+                    "(--mean/--std) or a numeric fill"
+                )
+            set_(self, "fill", "mean")
+        elif fill is not None:
+            set_(self, "fill", _floats(fill, name="fill"))
+        bs = self.batch_size
+        if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
+            raise EvalInputError(f"batch_size must be an int >= 1; got {bs!r}")
+
+    def fill_values(self) -> tuple[float, ...] | None:
+        """The constant fill in image space, or ``None`` for zeros."""
+        return self.mean if self.fill == "mean" else self.fill  # type: ignore[return-value]
+
+    def transform_record(self) -> TransformRecord:
+        fill = self.fill_values()
+        spec = None
+        if self.fill is not None:
+            spec = "mean" if self.fill == "mean" else ",".join(f"{v:g}" for v in fill or ())
+        return TransformRecord(
+            interpolation=self.interpolation.value,
+            padding="zeros" if fill is None else "constant",
+            fill=fill,
+            fill_spec=spec,
+        )
+
+
+def _floats(value: Any, *, name: str) -> tuple[float, ...]:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = (value,)
+    if isinstance(value, Tensor):
+        value = value.flatten().tolist()
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise EvalInputError(f"{name} must be a number or a sequence of numbers; got {value!r}")
+    out = []
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise EvalInputError(f"{name} must hold finite numbers; got {list(value)}")
+        out.append(float(v))
+    if not out:
+        raise EvalInputError(f"{name} must not be empty")
+    return tuple(out)

@@ -1,0 +1,204 @@
+"""Evaluation of transformation-pair classifiers (``pair-net``) on freshly drawn pairs.
+
+Pairs come from :class:`transforms.datasets.TransformPairs`: pair ``k`` is a pure function
+of ``(seed, k)``, so the same ``--pairs N --seed S`` gives the same pairs on any machine and
+at any batch size.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from robustness._eval_errors import EvalInputError
+from robustness._metrics import confusion_matrix, per_class_accuracy, wilson_interval
+from robustness._results import DataRecord, ModelRecord
+from transforms.datasets import ImageDataset, PairClass, PairConfig, TransformPairs
+
+__all__ = ["PAIRS_SCHEMA", "PairResult", "evaluate_pairs"]
+
+PAIRS_SCHEMA = "geomrobust.pairs/1"
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """Metrics of a pair classifier.
+
+    Attributes:
+        model, data: What was evaluated (``data`` is the pairs' source split).
+        num_pairs, seed: Which pairs.
+        pair_config: The :class:`PairConfig` fields, JSON-ready.
+        class_names: The pair classes (``PairClass`` names), indexed by label.
+        n, correct, accuracy, ci95: Overall counts, accuracy and its 95 % Wilson interval.
+        per_class_recall: Recall of each pair class (``None`` for a class with no pairs).
+        per_class_ci95: Wilson interval of each recall.
+        confusion: ``(K, K)`` counts ``[true][predicted]``.
+        versions, run: Versions; device, batch size, elapsed time.
+        predictions: ``(N,)`` predicted classes (not in the JSON).
+    """
+
+    model: ModelRecord
+    data: DataRecord
+    num_pairs: int
+    seed: int
+    pair_config: Mapping[str, Any]
+    class_names: tuple[str, ...]
+    n: int
+    correct: int
+    accuracy: float
+    ci95: tuple[float, float]
+    per_class_recall: tuple[float | None, ...]
+    per_class_ci95: tuple[tuple[float, float], ...]
+    confusion: tuple[tuple[int, ...], ...]
+    versions: Mapping[str, str] = field(default_factory=dict)
+    run: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    predictions: np.ndarray | None = field(default=None, compare=False, repr=False)
+    schema: str = PAIRS_SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "model": self.model.to_dict(),
+            "data": self.data.to_dict(),
+            "num_pairs": self.num_pairs,
+            "seed": self.seed,
+            "pair_config": dict(self.pair_config),
+            "class_names": list(self.class_names),
+            "versions": dict(self.versions),
+            "run": dict(self.run),
+            "n": self.n,
+            "correct": self.correct,
+            "accuracy": self.accuracy,
+            "ci95": list(self.ci95),
+            "per_class_recall": list(self.per_class_recall),
+            "per_class_ci95": [list(ci) for ci in self.per_class_ci95],
+            "confusion": [list(row) for row in self.confusion],
+        }
+
+
+def _config_dict(config: PairConfig) -> dict[str, Any]:
+    return {
+        "num_classes": config.num_classes,
+        "angle_deg": [list(i) for i in config.angle_deg],
+        "scale": [list(i) for i in config.scale],
+        "shift_fraction": list(config.shift_fraction),
+        "crop": config.crop,
+        "interpolation": config.interpolation.value,
+        "padding": config.padding.value,
+    }
+
+
+def evaluate_pairs(
+    model: nn.Module,
+    data: ImageDataset,
+    *,
+    num_pairs: int,
+    seed: int = 0,
+    config: PairConfig | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    batch_size: int = 256,
+    record: ModelRecord | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> PairResult:
+    """Classify ``num_pairs`` fresh pairs drawn from ``data`` with ``model(a, b)``.
+
+    Args:
+        model: A pair classifier ``(a, b) -> (B, K)`` logits in eval mode (not moved).
+        data: The source split of the pairs.
+        num_pairs: How many pairs, >= 1.
+        seed: Seed of the pairs.
+        config: Pair magnitudes and options; default ``PairConfig(num_classes=K)`` with
+            ``K`` the model's ``num_classes``.
+        mean, std: Normalisation applied to both images after warping.
+        batch_size: Pairs per forward pass.
+        record: What to record about the model.
+        progress: Called with the number of pairs after each batch.
+
+    Raises:
+        EvalInputError: training-mode model, bad counts, or a class count other than the
+            pair config's.
+    """
+    from models import count_params
+    from robustness._engine import _model_device_dtype, _versions
+
+    if not isinstance(model, nn.Module):
+        raise EvalInputError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    if model.training:
+        raise EvalInputError("the model is in training mode; call model.eval() first")
+    if isinstance(num_pairs, bool) or not isinstance(num_pairs, int) or num_pairs < 1:
+        raise EvalInputError(f"num_pairs (--pairs) must be an int >= 1; got {num_pairs!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise EvalInputError(f"batch_size must be an int >= 1; got {batch_size!r}")
+    k = getattr(model, "num_classes", None)
+    if config is None:
+        if k not in (7, 8):
+            raise EvalInputError(
+                f"the model predicts {k} classes; pair classifiers predict 7 or 8 pair classes "
+                "(is this a pair-net checkpoint?)"
+            )
+        config = PairConfig(num_classes=k)
+    if isinstance(k, int) and k != config.num_classes:
+        raise EvalInputError(
+            f"the model predicts {k} classes but the pairs have {config.num_classes}"
+        )
+    device, dtype = _model_device_dtype(model, None)
+    c = data.image_shape[0]
+    m = s = None
+    if mean is not None and std is not None:
+        m = torch.tensor(mean, dtype=dtype, device=device).view(1, -1, 1, 1)
+        s = torch.tensor(std, dtype=dtype, device=device).view(1, -1, 1, 1)
+        if m.shape[1] not in (1, c) or s.shape[1] not in (1, c):
+            raise EvalInputError(f"mean/std need 1 or {c} values; got {list(mean)}, {list(std)}")
+    pairs = TransformPairs(data, num_pairs, config=config, generator=seed)
+    predictions = np.empty(num_pairs, dtype=np.int64)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for start in range(0, num_pairs, batch_size):
+            stop = min(start + batch_size, num_pairs)
+            a, b, _, _ = pairs.batch(np.arange(start, stop))
+            a, b = a.to(device, dtype), b.to(device, dtype)
+            if m is not None:
+                a, b = (a - m) / s, (b - m) / s
+            logits = model(a, b)
+            predictions[start:stop] = logits.argmax(dim=1).cpu().numpy()
+            if progress is not None:
+                progress(stop - start)
+    labels = pairs.labels(np.arange(num_pairs)).numpy().astype(np.int64)
+    kk = config.num_classes
+    if predictions.size and (predictions.max() >= kk):
+        raise EvalInputError(f"the model predicts classes beyond the {kk} pair classes")
+    confusion = confusion_matrix(labels, predictions, kk)
+    correct = int(np.trace(confusion))
+    totals = confusion.sum(axis=1)
+    record = record or ModelRecord(name=type(model).__name__, params=count_params(model))
+    return PairResult(
+        model=record,
+        data=DataRecord(data.name, data.split, len(data), data.fingerprint.to_dict()),
+        num_pairs=num_pairs,
+        seed=seed,
+        pair_config=_config_dict(config),
+        class_names=tuple(PairClass(i).name.lower() for i in range(kk)),
+        n=num_pairs,
+        correct=correct,
+        accuracy=correct / num_pairs,
+        ci95=wilson_interval(correct, num_pairs),
+        per_class_recall=tuple(per_class_accuracy(confusion)),
+        per_class_ci95=tuple(
+            wilson_interval(int(confusion[i, i]), int(totals[i])) for i in range(kk)
+        ),
+        confusion=tuple(tuple(int(v) for v in row) for row in confusion),
+        versions=_versions(),
+        run={
+            "device": str(device),
+            "batch_size": batch_size,
+            "elapsed_s": round(time.perf_counter() - started, 3),
+        },
+        predictions=predictions,
+    )

@@ -1,0 +1,406 @@
+"""``eval``, ``eval-pairs`` and ``compare`` through their parser: files written, exit
+statuses, and one ``error: ...`` line for every kind of bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+
+import numpy as np
+import pytest
+
+from robustness import EvalResult, load_result
+from robustness._engine import _Runner
+from robustness._eval_cmd import add_eval_parsers, main_for_tests, resolve_device
+
+SCALES = "0.8,1"
+
+
+def _eval(ckpt, out, *extra):
+    return main_for_tests(
+        [
+            "eval",
+            "--checkpoint",
+            str(ckpt),
+            "--dataset",
+            "digits",
+            "--out",
+            str(out),
+            "--no-progress",
+            *extra,
+        ]
+    )
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("error: ")
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+def test_parsers_register_three_subcommands():
+    parser = argparse.ArgumentParser()
+    add_eval_parsers(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["compare", "a.json", "b.json"])
+    assert args.command == "compare"
+    assert args.seed == 0
+    args = parser.parse_args(["eval", "--checkpoint", "c", "--dataset", "d", "--out", "o"])
+    assert (args.split, args.batch_size, args.device, args.resume) == ("test", 256, "auto", False)
+
+
+def test_eval_writes_result_and_predictions(ckpt_dir, tmp_path, capsys):
+    out = tmp_path / "res.json"
+    assert _eval(ckpt_dir / "cnn.safetensors", out, "--scales", SCALES, "--fill", "mean") == 0
+    assert "wrote" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["schema"] == "geomrobust.eval/1"
+    assert data["model"]["name"] == "mnist-cnn"
+    assert data["model"]["params"] == 37642
+    assert len(data["model"]["checkpoint_sha256"]) == 64
+    assert data["model"]["normalisation_source"] == "checkpoint"
+    assert data["data"]["n"] == 359
+    assert data["data"]["fingerprint"]["dataset"] == "digits"
+    assert data["transform"]["fill"] == [0.13]
+    assert data["transform"]["fill_spec"] == "mean"
+    assert {"geomrobust", "torch"} <= set(data["versions"])
+    assert data["assumptions"] == []
+    point_keys = {"scale", "angle_deg", "shift_px", "n", "correct", "accuracy", "ci95", "confusion"}
+    assert point_keys <= set(data["points"][0])
+    assert [p["scale"] for p in data["points"]] == [0.8, 1.0]
+    assert set(data["summary"]) == {
+        "clean_accuracy",
+        "mean_accuracy",
+        "worst_accuracy",
+        "worst_point",
+        "all_points_accuracy",
+        "consistency",
+        "relative_robustness",
+    }
+    with np.load(tmp_path / "res.predictions.npz") as npz:
+        assert set(npz.files) >= {"labels", "predictions", "clean", "scale", "angle_deg"}
+        assert npz["predictions"].shape == (2, 359)
+        assert npz["scale"].tolist() == [0.8, 1.0]
+    assert not (tmp_path / "res.json.partial").exists()
+    result = load_result(out)
+    assert isinstance(result, EvalResult)
+    assert result.to_dict()["points"] == data["points"]
+
+
+def test_plain_state_dict_records_what_was_assumed(ckpt_dir, tmp_path):
+    out = tmp_path / "plain.json"
+    assert _eval(ckpt_dir / "plain.pt", out, "--model", "mnist-cnn", "--scales", SCALES) == 0
+    data = json.loads(out.read_text())
+    notes = " ".join(data["assumptions"])
+    assert "images in [0, 1]" in notes
+    assert "class count and names taken from the dataset (10" in notes
+    assert data["model"]["mean"] is None
+    assert data["model"]["normalisation_source"] == "none"
+    out2 = tmp_path / "plain2.json"
+    assert (
+        _eval(
+            ckpt_dir / "plain.pt",
+            out2,
+            "--model",
+            "mnist-cnn",
+            "--scales",
+            SCALES,
+            "--mean",
+            "0.5",
+            "--std",
+            "0.25",
+        )
+        == 0
+    )
+    model = json.loads(out2.read_text())["model"]
+    assert (model["mean"], model["std"], model["normalisation_source"]) == ([0.5], [0.25], "user")
+
+
+S = ["--scales", SCALES]
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "extra", "match"),
+    [
+        ("missing.safetensors", S, r"^error: no checkpoint file at .*missing\.safetensors"),
+        ("truncated.safetensors", S, r"truncated\.safetensors is truncated or corrupt"),
+        ("garbage.pt", S, r"garbage\.pt is neither a safetensors nor a PyTorch file"),
+        ("rgb.safetensors", S, r"takes 3 input channel\(s\) but dataset 'digits' has 1"),
+        ("seven.safetensors", S, r"predicts 7 classes but the dataset has 10; use a checkpoint"),
+        ("plain.pt", S, r"does not say which architecture .* \(--model NAME\)"),
+        ("pairs.safetensors", S, r"predicts 7 classes but the dataset has 10"),
+        ("ref:no-such-model", S, r"unknown reference checkpoint 'ref:no-such-model' .*available"),
+        ("cnn.safetensors", ["--sweep", "scales"], r"unknown sweep 'scales'.*Did you mean 'scale'"),
+        ("cnn.safetensors", ["--scales", "0:1:0"], r"--scales: step must be non-zero"),
+        ("cnn.safetensors", ["--scales=-1,1"], r"scale must be finite and > 0; got -1.0"),
+        ("cnn.safetensors", ["--angles", "ten"], r"--angles: 'ten' is not a number"),
+        ("cnn.safetensors", [], r"pass --sweep S .* or a custom grid"),
+        ("cnn.safetensors", ["--sweep", "scale", *S], r"either --sweep or --scales"),
+        ("cnn.safetensors", [*S, "--batch-size", "0"], r"--batch-size must be >= 1; got 0"),
+        ("cnn.safetensors", [*S, "--fill", "x"], r"--fill must be a number"),
+        ("cnn.safetensors", [*S, "--mean", "0.5"], r"--mean and --std must be given together"),
+        ("cnn.safetensors", [*S, "--device", "tpu"], r"--device must be auto, cpu, cuda"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(ckpt_dir, tmp_path, capsys, checkpoint, extra, match):
+    ckpt = checkpoint if checkpoint.startswith("ref:") else ckpt_dir / checkpoint
+    out = tmp_path / "r.json"
+    assert _eval(ckpt, out, *extra) == 2
+    assert not out.exists()
+    assert re.search(match, _error(capsys)), match
+
+
+def test_fill_mean_without_normalisation_is_refused(ckpt_dir, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    args = ["--model", "mnist-cnn", "--scales", SCALES, "--fill", "mean"]
+    assert _eval(ckpt_dir / "plain.pt", out, *args) == 2
+    assert "fill='mean' pads with the model's normalisation mean" in _error(capsys)
+
+
+def test_missing_data_root_exits_2(ckpt_dir, tmp_path, capsys):
+    code = main_for_tests(
+        [
+            "eval",
+            "--checkpoint",
+            str(ckpt_dir / "cnn.safetensors"),
+            "--dataset",
+            "mnist",
+            "--data-root",
+            str(tmp_path / "nowhere"),
+            "--sweep",
+            "scale",
+            "--out",
+            str(tmp_path / "r.json"),
+        ]
+    )
+    assert code == 2
+    assert "data root" in _error(capsys)
+    code = main_for_tests(
+        [
+            "eval",
+            "--checkpoint",
+            str(ckpt_dir / "cnn.safetensors"),
+            "--dataset",
+            "imagenet",
+            "--sweep",
+            "scale",
+            "--out",
+            str(tmp_path / "r.json"),
+        ]
+    )
+    assert code == 2
+    assert "unknown dataset 'imagenet'; valid:" in _error(capsys)
+
+
+def test_existing_output_needs_force(ckpt_dir, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    out.write_text("{}")
+    assert _eval(ckpt_dir / "cnn.safetensors", out, "--scales", SCALES) == 2
+    assert "already exists; pass --force to overwrite" in _error(capsys)
+    assert out.read_text() == "{}"
+    assert _eval(ckpt_dir / "cnn.safetensors", out, "--scales", SCALES, "--force") == 0
+    assert json.loads(out.read_text())["schema"] == "geomrobust.eval/1"
+    assert _eval(ckpt_dir / "cnn.safetensors", out, "--scales", SCALES, "--resume") == 2
+    assert "nothing to resume" in _error(capsys)
+
+
+def test_cli_resume_after_interruption(ckpt_dir, tmp_path, monkeypatch):
+    ckpt = ckpt_dir / "cnn.safetensors"
+    ref = tmp_path / "ref.json"
+    assert _eval(ckpt, ref, "--scales", "0.6,0.9,1.1") == 0
+
+    out = tmp_path / "r.json"
+    original = _Runner.run
+    calls = []
+
+    def flaky(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(_Runner, "run", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        _eval(ckpt, out, "--scales", "0.6,0.9,1.1")
+    assert not out.exists()
+    assert len(list((tmp_path / "r.json.partial").glob("point-*.npy"))) == 2
+    calls.clear()
+    assert _eval(ckpt, out, "--scales", "0.6,0.9,1.1", "--resume", "--batch-size", "50") == 0
+    assert len(calls) == 2  # only the unfinished rows: scale 1.1 and the clean images
+    a, b = json.loads(ref.read_text()), json.loads(out.read_text())
+    assert a["points"] == b["points"]
+    assert a["summary"] == b["summary"]
+    assert b["run"]["rows_resumed"] == 2
+    assert not (tmp_path / "r.json.partial").exists()
+
+
+def test_compare_same_data_and_refusal(ckpt_dir, tmp_path, capsys):
+    a, b, c = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    assert _eval(ckpt_dir / "cnn.safetensors", a, "--scales", SCALES) == 0
+    assert _eval(ckpt_dir / "plain.pt", b, "--model", "mnist-cnn", "--scales", SCALES) == 0
+    capsys.readouterr()
+    out = tmp_path / "cmp.json"
+    assert main_for_tests(["compare", str(a), str(b), "--out", str(out), "--resamples", "200"]) == 0
+    printed = capsys.readouterr().out
+    assert "McNemar p" in printed
+    cmp = json.loads(out.read_text())
+    assert cmp["schema"] == "geomrobust.compare/1"
+    assert len(cmp["points"]) == 2
+    for p in cmp["points"]:
+        assert 0.0 <= p["mcnemar_p"] <= 1.0
+        assert p["difference"] == pytest.approx(p["accuracy_a"] - p["accuracy_b"])
+    lo, hi = cmp["mean_difference_ci95"]
+    assert lo <= cmp["mean_accuracy_difference"] <= hi
+    # Another sweep: refused.
+    assert _eval(ckpt_dir / "cnn.safetensors", c, "--scales", "0.5,1") == 0
+    capsys.readouterr()
+    assert main_for_tests(["compare", str(a), str(c)]) == 2
+    assert "not comparable: different sweeps" in _error(capsys)
+    # Another transform convention: refused.
+    d = tmp_path / "d.json"
+    assert (
+        _eval(ckpt_dir / "cnn.safetensors", d, "--scales", SCALES, "--interpolation", "nearest")
+        == 0
+    )
+    capsys.readouterr()
+    assert main_for_tests(["compare", str(a), str(d)]) == 2
+    assert "different transform conventions" in _error(capsys)
+    # Missing predictions file: refused.
+    (tmp_path / "b.predictions.npz").unlink()
+    assert main_for_tests(["compare", str(a), str(b)]) == 2
+    assert "no predictions file at" in _error(capsys)
+    assert main_for_tests(["compare", str(a), str(tmp_path / "none.json")]) == 2
+    assert "no result file at" in _error(capsys)
+
+
+def test_eval_pairs(ckpt_dir, tmp_path, capsys):
+    out = tmp_path / "pairs.json"
+    args = [
+        "eval-pairs",
+        "--checkpoint",
+        str(ckpt_dir / "pairs.safetensors"),
+        "--dataset",
+        "digits",
+        "--pairs",
+        "70",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main_for_tests(args) == 0
+    data = json.loads(out.read_text())
+    assert data["schema"] == "geomrobust.pairs/1"
+    assert data["n"] == 70
+    assert len(data["per_class_recall"]) == 7
+    assert np.asarray(data["confusion"]).sum() == 70
+    assert np.asarray(data["confusion"]).sum(axis=1).tolist() == [10] * 7
+    assert data["accuracy"] == pytest.approx(np.trace(np.asarray(data["confusion"])) / 70)
+    assert data["class_names"][0] == "none"
+    capsys.readouterr()
+    assert main_for_tests(args) == 2
+    assert "already exists" in _error(capsys)
+    bad = [*args[:-3], "--out", str(tmp_path / "x.json"), "--pairs", "0"]
+    assert main_for_tests(bad) == 2
+    assert "--pairs must be >= 1" in _error(capsys)
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") in ("cpu", "cuda")
+
+
+def test_eval_pairs_refuses_an_image_classifier(ckpt_dir, tmp_path, capsys):
+    args = [
+        "eval-pairs",
+        "--checkpoint",
+        str(ckpt_dir / "cnn.safetensors"),
+        "--dataset",
+        "digits",
+        "--pairs",
+        "10",
+        "--out",
+        str(tmp_path / "p.json"),
+        "--no-progress",
+    ]
+    assert main_for_tests(args) == 2
+    assert "is an image classifier (mnist-cnn), not a transformation-pair" in _error(capsys)
+
+
+def test_eval_of_a_pair_classifier_points_to_eval_pairs(ckpt_dir, tmp_path, capsys):
+    # A 10-class pair model passes the class check, then is sent to eval-pairs.
+    from models import build_model, save_checkpoint
+
+    path = tmp_path / "pairs10.safetensors"
+    save_checkpoint(path, build_model("pair-net", num_classes=10))
+    assert _eval(path, tmp_path / "r.json", *S) == 2
+    assert "is a pair classifier (pair-net); evaluate it with 'geomrobust eval-pairs'" in _error(
+        capsys
+    )
+
+
+def test_model_output_mismatch_leaves_no_partial(tmp_path, capsys, monkeypatch):
+    # A checkpoint whose metadata claims 10 classes but whose model returns 3 logits would
+    # fail at the first batch; simulate with a factory model.
+    import torch
+
+    from robustness import _checkpoints
+
+    class Three(torch.nn.Module):
+        in_channels = 1
+
+        def forward(self, x):
+            return x.flatten(1)[:, :3]
+
+    real = _checkpoints.load_for_eval
+
+    def fake(*args, **kwargs):
+        loaded = real(*args, **kwargs)
+        return _checkpoints.LoadedModel(Three().eval(), loaded.record, (), 1)
+
+    monkeypatch.setattr(_checkpoints, "load_for_eval", fake)
+    from models import build_model, save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "m.safetensors", build_model("mnist-cnn"))
+    out = tmp_path / "r.json"
+    assert _eval(ckpt, out, *S) == 2
+    assert "the model predicts 3 classes but the dataset has 10" in _error(capsys)
+    assert not out.exists()
+    assert not (tmp_path / "r.json.partial").exists()
+
+
+def test_eval_pairs_uses_the_checkpoint_pair_config(tmp_path, capsys):
+    from models import CheckpointMeta, build_model, save_checkpoint
+
+    cfg = {
+        "angle_deg": [[40.0, 50.0]],
+        "scale": [[0.6, 0.7]],
+        "shift_fraction": [0.2, 0.3],
+        "crop": True,
+    }
+    ckpt = save_checkpoint(
+        tmp_path / "p.safetensors",
+        build_model("pair-net"),
+        meta=CheckpointMeta(training={"pair_config": cfg}),
+    )
+    out = tmp_path / "p.json"
+    args = [
+        "eval-pairs",
+        "--checkpoint",
+        str(ckpt),
+        "--dataset",
+        "digits",
+        "--pairs",
+        "14",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main_for_tests(args) == 0
+    recorded = json.loads(out.read_text())["pair_config"]
+    assert recorded["angle_deg"] == [[40.0, 50.0]]
+    assert recorded["shift_fraction"] == [0.2, 0.3]
+    assert recorded["crop"] is True
