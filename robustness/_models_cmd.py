@@ -37,7 +37,50 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:
         help="count for N output classes (default: each model's own)",
     )
     p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    p.add_argument(
+        "--refs",
+        action="store_true",
+        help="list the shipped reference checkpoints (--checkpoint ref:NAME) with their "
+        "training data and validation figures",
+    )
     p.set_defaults(handler=run_models)
+
+
+def run_refs(args: argparse.Namespace) -> int:
+    """``geomrobust models --refs``: the shipped reference checkpoints."""
+    from models import list_refs
+
+    refs = list_refs()
+    if args.names:
+        known = [r.name for r in refs]
+        unknown = [n for n in args.names if n not in known]
+        if unknown:
+            raise UsageError(f"unknown reference(s) {unknown}; valid: {', '.join(known)}")
+        refs = [r for r in refs if r.name in args.names]
+    if args.json:
+        print(json.dumps([r.to_dict() for r in refs], indent=1))
+        return 0
+    header = ("ref", "model", "data", "images", "data sha256", "val clean", "val scale mean")
+    rows = []
+    for r in refs:
+        fp, val = r.data_fingerprint, r.validation
+        clean = val.get("accuracy")
+        mean = val.get("mean_scale_accuracy")
+        rows.append(
+            (
+                f"ref:{r.name}",
+                r.model_name,
+                f"{fp.get('dataset')}/{fp.get('split')}",
+                f"{fp.get('n_images', 0):,}",
+                str(fp.get("images_sha256", ""))[:12],
+                f"{100 * clean:.1f} %" if clean is not None else "-",
+                f"{100 * mean:.1f} %" if mean is not None else "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
 
 
 def _human(n: int) -> str:
@@ -48,6 +91,8 @@ def _human(n: int) -> str:
 
 
 def run_models(args: argparse.Namespace) -> int:
+    if getattr(args, "refs", False):
+        return run_refs(args)
     from models import get_model_info, list_models
 
     known = list_models()

@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from robustness import __version__
 from robustness._demo import add_demo_parser
 from robustness._errors import UsageError
+from robustness._eval_cmd import add_eval_parsers
 from robustness._make_dataset import add_make_dataset_parser
 from robustness._models_cmd import add_models_parser
+from robustness._train_cmd import add_train_parsers
 
 __all__ = ["build_parser", "main"]
 
@@ -34,8 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_demo_parser(sub)
+    add_eval_parsers(sub)
     add_make_dataset_parser(sub)
     add_models_parser(sub)
+    add_train_parsers(sub)
     return parser
 
 

@@ -59,3 +59,41 @@ def test_argparse_errors_exit_2():
     with pytest.raises(SystemExit) as info:
         main(["no-such-command"])
     assert info.value.code == 2
+
+
+def test_models_refs_lists_every_shipped_reference(capsys):
+    assert main(["models", "--refs"]) == 0
+    out = capsys.readouterr().out
+    for name in ("ref:mnist-cnn ", "ref:mnist-cnn-dcnv2 ", "ref:pairs-mnist "):
+        assert name in out
+    assert main(["models", "--refs", "nope"]) == 2
+    assert "unknown reference(s) ['nope']" in capsys.readouterr().err
+
+
+def test_eval_bad_checkpoint_exits_2_through_the_console_script(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "robustness",
+            "eval",
+            "--checkpoint",
+            str(tmp_path / "no.pt"),
+            "--model",
+            "mnist-cnn",
+            "--dataset",
+            "digits",
+            "--sweep",
+            "scale",
+            "--out",
+            str(tmp_path / "r.json"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ")
+    assert "no.pt" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "r.json").exists()
