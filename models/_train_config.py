@@ -168,6 +168,16 @@ class TrainResult:
     history: tuple[Mapping[str, Any], ...]
 
 
+def split_record(train_idx: Tensor, val_idx: Tensor) -> dict[str, Any]:
+    """How the validation split was made, as recorded in a checkpoint's training metadata."""
+    return {
+        "rule": "split_indices(n, val_fraction, seed): sorted, seeded permutation",
+        "n_train": len(train_idx),
+        "n_val": len(val_idx),
+        "val_indices": val_idx.tolist(),
+    }
+
+
 def split_indices(n: int, *, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     """A fixed train/validation split of ``range(n)``, a pure function of ``(n, fraction,
     seed)``.

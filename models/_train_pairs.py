@@ -18,7 +18,14 @@ from torch import Tensor, nn
 from transforms.datasets import ImageDataset, PairClass, PairConfig, TransformPairs
 
 from ._meta import CheckpointMeta
-from ._train_config import TrainConfig, TrainResult, channel_stats, derive_seed, split_indices
+from ._train_config import (
+    TrainConfig,
+    TrainResult,
+    channel_stats,
+    derive_seed,
+    split_indices,
+    split_record,
+)
 from ._train_loop import fit
 from ._training import _build, normalise
 
@@ -210,12 +217,7 @@ def train_pairs(
             "shift_fraction": list(pair_config.shift_fraction),
             "crop": pair_config.crop,
         },
-        "split": {
-            "rule": "split_indices(n, val_fraction, seed): sorted, seeded permutation",
-            "n_train": len(train_idx),
-            "n_val": len(val_idx),
-            "val_indices": val_idx.tolist(),
-        },
+        "split": split_record(train_idx, val_idx),
     }
     return fit(
         model,

@@ -20,7 +20,14 @@ from transforms.datasets import ImageDataset
 
 from ._meta import CheckpointMeta
 from ._registry import build_model
-from ._train_config import TrainConfig, TrainResult, channel_stats, derive_seed, split_indices
+from ._train_config import (
+    TrainConfig,
+    TrainResult,
+    channel_stats,
+    derive_seed,
+    split_indices,
+    split_record,
+)
 from ._train_loop import fit
 
 __all__ = ["evaluate_accuracy", "evaluate_scale_sweep", "normalise", "train_classifier"]
@@ -223,12 +230,7 @@ def train_classifier(
     run_info = {
         "task": "classify",
         "data": dataset.fingerprint.to_dict(),
-        "split": {
-            "rule": "split_indices(n, val_fraction, seed): sorted, seeded permutation",
-            "n_train": len(train_idx),
-            "n_val": len(val_idx),
-            "val_indices": val_idx.tolist(),
-        },
+        "split": split_record(train_idx, val_idx),
     }
     return fit(
         model,

@@ -40,7 +40,6 @@ _LAZY = {
     "PairResult": "robustness._pairs_eval",
     "load_for_eval": "robustness._checkpoints",
     "LoadedModel": "robustness._checkpoints",
-    "list_refs": "robustness._checkpoints",
     "EvalInputError": "robustness._eval_errors",
     "ResumeError": "robustness._eval_errors",
     "IncompatibleResultsError": "robustness._eval_errors",

@@ -22,47 +22,29 @@ from robustness._eval_errors import EvalInputError
 from robustness._results import ModelRecord
 from transforms.datasets import ImageDataset
 
-__all__ = ["LoadedModel", "list_refs", "load_for_eval", "refs_dir", "resolve_checkpoint_path"]
+__all__ = ["LoadedModel", "load_for_eval", "resolve_checkpoint_path"]
 
 log = logging.getLogger("geomrobust.eval")
 
 REF_PREFIX = "ref:"
 
 
-def refs_dir() -> Path:
-    """The folder of the reference checkpoints, ``models/refs/`` inside the package."""
-    import models
-
-    return Path(models.__file__).resolve().parent / "refs"
-
-
-def list_refs() -> list[str]:
-    """Names of the reference checkpoints available (``ref:NAME``), sorted."""
-    folder = refs_dir()
-    if not folder.is_dir():
-        return []
-    return sorted(p.stem for p in folder.glob("*.safetensors"))
-
-
 def resolve_checkpoint_path(spec: str | os.PathLike[str]) -> Path:
-    """A path for ``spec``: a file path, or ``ref:NAME`` → ``models/refs/NAME.safetensors``.
+    """A path for ``spec``: a file path, or ``ref:NAME`` (a shipped reference, resolved by
+    :func:`models.resolve_ref`).
 
     Raises:
-        EvalInputError: an unknown ``ref:`` name (the message lists the available ones).
+        EvalInputError: an unknown ``ref:`` name (the message lists the shipped ones).
     """
     text = os.fspath(spec)
     if not text.startswith(REF_PREFIX):
         return Path(text)
-    name = text[len(REF_PREFIX) :].strip()
-    path = refs_dir() / f"{name}.safetensors"
-    if name and path.is_file():
-        return path
-    available = list_refs()
-    shown = ", ".join(f"ref:{r}" for r in available) if available else "none yet"
-    raise EvalInputError(
-        f"unknown reference checkpoint {text!r} (looked for {path}); available: {shown}. "
-        "Pass a checkpoint file path instead, or train the references into models/refs/"
-    )
+    from models import resolve_ref
+
+    try:
+        return resolve_ref(text)
+    except ValueError as exc:
+        raise EvalInputError(f"{exc} Or pass a checkpoint file path instead.") from None
 
 
 def file_sha256(path: Path) -> str:

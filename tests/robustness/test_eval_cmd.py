@@ -131,7 +131,7 @@ S = ["--scales", SCALES]
         ("seven.safetensors", S, r"predicts 7 classes but the dataset has 10; use a checkpoint"),
         ("plain.pt", S, r"does not say which architecture .* \(--model NAME\)"),
         ("pairs.safetensors", S, r"predicts 7 classes but the dataset has 10"),
-        ("ref:no-such-model", S, r"unknown reference checkpoint 'ref:no-such-model' .*available"),
+        ("ref:no-such-model", S, r"unknown reference checkpoint 'ref:no-such-model'; shipped: "),
         ("cnn.safetensors", ["--sweep", "scales"], r"unknown sweep 'scales'.*Did you mean 'scale'"),
         ("cnn.safetensors", ["--scales", "0:1:0"], r"--scales: step must be non-zero"),
         ("cnn.safetensors", ["--scales=-1,1"], r"scale must be finite and > 0; got -1.0"),
