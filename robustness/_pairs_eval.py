@@ -81,6 +81,42 @@ class PairResult:
             "confusion": [list(row) for row in self.confusion],
         }
 
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], *, predictions: np.ndarray | None = None
+    ) -> PairResult:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: the schema tag is not ``"geomrobust.pairs/1"``.
+            KeyError: a required field is missing.
+        """
+        schema = data.get("schema")
+        if schema != PAIRS_SCHEMA:
+            raise ValueError(
+                f"not a pair-classifier result: schema is {schema!r}; expected {PAIRS_SCHEMA!r}"
+            )
+        return cls(
+            model=ModelRecord.from_dict(data["model"]),
+            data=DataRecord.from_dict(data["data"]),
+            num_pairs=int(data["num_pairs"]),
+            seed=int(data["seed"]),
+            pair_config=dict(data["pair_config"]),
+            class_names=tuple(data["class_names"]),
+            n=int(data["n"]),
+            correct=int(data["correct"]),
+            accuracy=float(data["accuracy"]),
+            ci95=(float(data["ci95"][0]), float(data["ci95"][1])),
+            per_class_recall=tuple(
+                None if v is None else float(v) for v in data["per_class_recall"]
+            ),
+            per_class_ci95=tuple((float(lo), float(hi)) for lo, hi in data["per_class_ci95"]),
+            confusion=tuple(tuple(int(v) for v in row) for row in data["confusion"]),
+            versions=dict(data.get("versions", {})),
+            run=dict(data.get("run", {})),
+            predictions=predictions,
+        )
+
 
 def _config_dict(config: PairConfig) -> dict[str, Any]:
     return {
