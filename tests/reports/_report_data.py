@@ -1,0 +1,70 @@
+"""Small real results for the report tests, written to disk.
+
+Two untrained models (``mnist-cnn`` and its DCNv2 twin, different seeds so their
+predictions differ) are evaluated on 60 digits under a 3 × 3 scale × rotation grid and a
+3-point scale sweep, and an untrained ``pair-net`` on 70 pairs. That is enough for every
+table and figure of a report and takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models import build_model
+from robustness import EvalOptions, ModelRecord, evaluate, evaluate_pairs, write_result
+from robustness._io import _atomic, predictions_path, write_json_atomic
+from transforms import make_sweep
+from transforms.datasets import DataFingerprint, ImageDataset, array_sha256
+
+GRID = make_sweep(scales=(0.8, 1.0, 1.2), angles=(-30.0, 0.0, 30.0), name="small-grid")
+SCALES = make_sweep(scales=(0.75, 1.0, 1.25), name="scale")
+
+
+def subset(data: ImageDataset, n: int) -> ImageDataset:
+    images, labels = data.images[:n].contiguous(), data.labels[:n].clone()
+    fp = DataFingerprint(
+        dataset=data.name,
+        split=data.split,
+        n_images=n,
+        images_sha256=array_sha256((images.numpy() * 255).round().astype(np.uint8)),
+        labels_sha256=array_sha256(labels.numpy()),
+    )
+    return ImageDataset(data.name, data.split, images, labels, data.classes, fp)
+
+
+def _model(name: str, seed: int):
+    torch.manual_seed(seed)
+    return build_model(name).eval()
+
+
+def write_eval(folder: Path, stem: str, model, data, sweep, *, name: str) -> Path:
+    record = ModelRecord(
+        name=name,
+        params=sum(p.numel() for p in model.parameters()),
+        num_classes=10,
+        class_names=tuple(data.classes),
+    )
+    result = evaluate(model, data, sweep, options=EvalOptions(batch_size=64), record=record)
+    return write_result(result, folder / f"{stem}.json")
+
+
+def write_pairs(folder: Path, stem: str, *, data, name: str = "pair-net", n: int = 70) -> Path:
+    model = _model("pair-net", 3)
+    record = ModelRecord(name=name, params=sum(p.numel() for p in model.parameters()))
+    result = evaluate_pairs(model, data, num_pairs=n, seed=0, record=record)
+    path = folder / f"{stem}.json"
+    labels = np.arange(n) % len(result.class_names)
+    _atomic(
+        predictions_path(path),
+        lambda f: np.savez_compressed(f, labels=labels, predictions=result.predictions),
+    )
+    write_json_atomic(path, result.to_dict())
+    return path
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(path.read_text())
