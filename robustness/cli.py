@@ -17,6 +17,8 @@ from robustness._errors import UsageError
 from robustness._eval_cmd import add_eval_parsers
 from robustness._make_dataset import add_make_dataset_parser
 from robustness._models_cmd import add_models_parser
+from robustness._offsets_cmd import add_offsets_parser
+from robustness._report_cmd import add_report_parser
 from robustness._train_cmd import add_train_parsers
 
 __all__ = ["build_parser", "main"]
@@ -39,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parsers(sub)
     add_make_dataset_parser(sub)
     add_models_parser(sub)
+    add_offsets_parser(sub)
+    add_report_parser(sub)
     add_train_parsers(sub)
     return parser
 
