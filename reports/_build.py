@@ -227,7 +227,8 @@ def _group_figures(
             f"{g}-difference-{m}",
             f"{label} minus {first_label}",
             f"Accuracy difference in percentage points over the grid ({label} minus "
-            f"{first_label}); red cells favour {label}.",
+            f"{first_label}); blue cells favour {label}, red ones {first_label}; * marks a "
+            "significant difference (exact McNemar, Holm-corrected).",
         )
     data_of = {e.label: data_cache.get(e) for e in group.entries}
     class_names = _class_names(group.entries[0], data_of[first_label])

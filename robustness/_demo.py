@@ -57,6 +57,12 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
         "--pair-epochs", type=int, default=6, help="training epochs of the pair classifier"
     )
     p.add_argument(
+        "--train-pairs",
+        type=int,
+        default=4000,
+        help="fresh training pairs per epoch of the pair classifier (default: 4000)",
+    )
+    p.add_argument(
         "--pairs", type=int, default=2000, help="test pairs for the pair classifier (default 2000)"
     )
     p.add_argument(
@@ -74,6 +80,7 @@ def _check_args(args: argparse.Namespace) -> None:
         ("--epochs", args.epochs, 1),
         ("--pair-epochs", args.pair_epochs, 1),
         ("--pairs", args.pairs, 7),
+        ("--train-pairs", args.train_pairs, 64),
     ):
         if value < low:
             raise UsageError(f"{flag} must be >= {low}; got {value}")
@@ -235,7 +242,7 @@ def _pairs(args, train, test, out: Path, device, progress: bool) -> Path:
         batch_size=64,
         seed=args.seed,
         pair_classes=7,
-        pairs_per_epoch=4000,
+        pairs_per_epoch=args.train_pairs,
         val_pairs=700,
     )
     print(f"training the pair classifier pair-net on digit pairs ({args.pair_epochs} epochs)")

@@ -1,38 +1,13 @@
-"""The console script: demo outputs, refusal to overwrite, exit statuses."""
+"""The console script: exit statuses and one-line errors (the demo itself: test_demo.py)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
 
 from robustness.cli import main
-from transforms import Sweep, get_sweep
-
-
-def test_demo_writes_figures_and_exact_sweeps(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--examples", "2"]) == 0
-    for name in ("scale", "rotation", "translation"):
-        png = out / f"transforms_{name}.png"
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    sweeps = json.loads((out / "sweeps.json").read_text())
-    assert Sweep.from_dict(sweeps["scale"]) == get_sweep("scale")
-    assert f"wrote {out / 'sweeps.json'}" in capsys.readouterr().out
-
-
-def test_demo_refuses_to_overwrite_without_force(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--examples", "1"]) == 0
-    before = (out / "sweeps.json").stat().st_mtime_ns
-    assert main(["demo", "--out", str(out), "--examples", "1"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ")
-    assert "pass --force to overwrite" in err
-    assert (out / "sweeps.json").stat().st_mtime_ns == before
-    assert main(["demo", "--out", str(out), "--examples", "1", "--force"]) == 0
 
 
 def test_bad_input_exits_2_without_traceback(tmp_path):
