@@ -97,20 +97,6 @@ def _check_args(args: argparse.Namespace) -> None:
         )
 
 
-def _subset(data, n: int):
-    from transforms.datasets import DataFingerprint, ImageDataset, array_sha256
-
-    images, labels = data.images[:n].contiguous(), data.labels[:n].clone()
-    fp = DataFingerprint(
-        dataset=data.name,
-        split=data.split,
-        n_images=n,
-        images_sha256=array_sha256((images.numpy() * 255).round().astype("uint8")),
-        labels_sha256=array_sha256(labels.numpy()),
-    )
-    return ImageDataset(data.name, data.split, images, labels, data.classes, fp)
-
-
 def run_demo(args: argparse.Namespace) -> int:
     _check_args(args)
     import shutil
@@ -136,7 +122,7 @@ def run_demo(args: argparse.Namespace) -> int:
     test = load_dataset("digits", split="test")
     _draw_sweeps(test, out)
     if args.test_images is not None and args.test_images < len(test):
-        test = _subset(test, args.test_images)
+        test = test.head(args.test_images)
 
     ckpts = _train_classifiers(args, train, out / "checkpoints", device, progress)
     results = _evaluate(ckpts, test, out / "results", device, progress)

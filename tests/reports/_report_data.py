@@ -18,22 +18,9 @@ from models import build_model
 from robustness import EvalOptions, ModelRecord, evaluate, evaluate_pairs, write_result
 from robustness._io import _atomic, predictions_path, write_json_atomic
 from transforms import make_sweep
-from transforms.datasets import DataFingerprint, ImageDataset, array_sha256
 
 GRID = make_sweep(scales=(0.8, 1.0, 1.2), angles=(-30.0, 0.0, 30.0), name="small-grid")
 SCALES = make_sweep(scales=(0.75, 1.0, 1.25), name="scale")
-
-
-def subset(data: ImageDataset, n: int) -> ImageDataset:
-    images, labels = data.images[:n].contiguous(), data.labels[:n].clone()
-    fp = DataFingerprint(
-        dataset=data.name,
-        split=data.split,
-        n_images=n,
-        images_sha256=array_sha256((images.numpy() * 255).round().astype(np.uint8)),
-        labels_sha256=array_sha256(labels.numpy()),
-    )
-    return ImageDataset(data.name, data.split, images, labels, data.classes, fp)
 
 
 def _model(name: str, seed: int):

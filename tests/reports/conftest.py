@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from _report_data import GRID, SCALES, _model, subset, write_eval, write_pairs
+from _report_data import GRID, SCALES, _model, write_eval, write_pairs
 
 from transforms.datasets import ImageDataset, load_dataset
 
 
 @pytest.fixture(scope="session")
 def small_digits() -> ImageDataset:
-    return subset(load_dataset("digits", split="test"), 60)
+    return load_dataset("digits", split="test").head(60)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from transforms.datasets import DataFingerprint, FileDigest, array_sha256
 
@@ -85,3 +86,22 @@ def test_array_sha256_is_of_little_endian_c_order_bytes():
     assert array_sha256(a.astype(">i8")) == expected
     assert array_sha256(np.asfortranarray(a)) == expected
     assert array_sha256(a.T) != expected
+
+
+def test_head_is_a_prefix_with_its_own_fingerprint():
+    from transforms.datasets import load_dataset
+
+    data = load_dataset("digits", split="test")
+    head = data.head(25)
+    assert len(head) == 25
+    assert torch.equal(head.images, data.images[:25])
+    assert torch.equal(head.labels, data.labels[:25])
+    assert (head.name, head.split, head.classes) == (data.name, data.split, data.classes)
+    pixels = (data.images[:25].numpy() * 255).round().astype(np.uint8)
+    assert head.fingerprint.images_sha256 == array_sha256(pixels)
+    assert head.fingerprint.labels_sha256 == array_sha256(data.labels[:25].numpy())
+    assert head.fingerprint.n_images == 25
+    assert head.fingerprint.images_sha256 != data.fingerprint.images_sha256
+    assert len(data.head(10_000)) == len(data)
+    with pytest.raises(ValueError, match="n must be an int >= 0; got -1"):
+        data.head(-1)
