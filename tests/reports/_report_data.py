@@ -19,6 +19,7 @@ from robustness import EvalOptions, ModelRecord, evaluate, evaluate_pairs, write
 from robustness._io import _atomic, predictions_path, write_json_atomic
 from transforms import make_sweep
 
+EVIL = "<script>alert(1)</script>"
 GRID = make_sweep(scales=(0.8, 1.0, 1.2), angles=(-30.0, 0.0, 30.0), name="small-grid")
 SCALES = make_sweep(scales=(0.75, 1.0, 1.25), name="scale")
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from _report_data import GRID, SCALES, _model, write_eval, write_pairs
+from _report_data import EVIL, GRID, SCALES, _model, write_eval, write_pairs
 
+from reports import ReportFiles, build_report
 from transforms.datasets import ImageDataset, load_dataset
 
 
@@ -32,3 +33,22 @@ def results(tmp_path_factory, small_digits) -> dict[str, Path]:
         )
     out["pairs"] = write_pairs(folder, "pairs", data=small_digits)
     return out
+
+
+@pytest.fixture(scope="session")
+def full_report(results, small_digits, tmp_path_factory) -> ReportFiles:
+    """A report of every result: two sweep groups and the pair classifier."""
+    out = tmp_path_factory.mktemp("full") / "report"
+    paths = [results[k] for k in ("cnn_grid", "dcn_grid", "cnn_scale", "dcn_scale", "pairs")]
+    return build_report(paths, out, progress=False, extra_data=[small_digits])
+
+
+@pytest.fixture(scope="session")
+def evil_report(small_digits, tmp_path_factory) -> ReportFiles:
+    """A report whose first model is named ``<script>alert(1)</script>`` and whose results
+    lie in a folder named ``odd <b>&"folder``."""
+    folder = tmp_path_factory.mktemp("evil") / 'odd <b>&"folder'
+    folder.mkdir()
+    a = write_eval(folder, "a", _model("mnist-cnn", 0), small_digits, GRID, name=EVIL)
+    b = write_eval(folder, "b", _model("mnist-cnn", 5), small_digits, GRID, name="plain")
+    return build_report([a, b], folder.parent / "out", progress=False, extra_data=[small_digits])

@@ -7,7 +7,7 @@ import re
 import shutil
 
 import pytest
-from _report_data import GRID, _model, load_json, write_eval
+from _report_data import EVIL, load_json
 
 from reports import SUMMARY_COLUMNS, ReportError, build_report, group_results, load_inputs
 from reports._markdown import md_escape
@@ -15,36 +15,26 @@ from reports._tables import model_table
 from robustness import compare_results, load_result
 from robustness.cli import main
 
-EVIL = "<script>alert(1)</script>"
 
-
-@pytest.fixture(scope="module")
-def report(results, small_digits, tmp_path_factory):
-    out = tmp_path_factory.mktemp("report") / "r"
-    paths = [results[k] for k in ("cnn_grid", "dcn_grid", "cnn_scale", "dcn_scale", "pairs")]
-    files = build_report(paths, out, progress=False, extra_data=[small_digits])
-    return files
-
-
-def test_writes_every_file_and_embeds_every_figure(report):
-    names = sorted(p.name for p in report.folder.iterdir())
+def test_writes_every_file_and_embeds_every_figure(full_report):
+    names = sorted(p.name for p in full_report.folder.iterdir())
     assert names == ["figures", "index.html", "report.md", "summary.csv"]
-    pngs = sorted(report.folder.glob("figures/*.png"))
-    svgs = sorted(report.folder.glob("figures/*.svg"))
+    pngs = sorted(full_report.folder.glob("figures/*.png"))
+    svgs = sorted(full_report.folder.glob("figures/*.svg"))
     assert [p.stem for p in pngs] == [p.stem for p in svgs]
-    assert len(pngs) == len(report.figures) // 2 > 10
-    html = report.html.read_text()
+    assert len(pngs) == len(full_report.figures) // 2 > 10
+    html = full_report.html.read_text()
     assert html.count('src="data:image/png;base64,') == len(pngs)
     # Nothing in the page may point outside it.
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html)
     assert "<script" not in html
-    md = report.markdown.read_text()
+    md = full_report.markdown.read_text()
     for png in pngs:
         assert f"](figures/{png.name})" in md
 
 
-def test_expected_figures_exist(report):
-    stems = {p.stem for p in report.folder.glob("figures/*.png")}
+def test_expected_figures_exist(full_report):
+    stems = {p.stem for p in full_report.folder.glob("figures/*.png")}
     g1 = [s for s in stems if s.startswith("g1-")]
     assert {"g1-small-grid-accuracy-scale", "g1-small-grid-accuracy-angle"} <= set(g1)
     assert any(s.startswith("g1-small-grid-heatmap-m1") for s in g1)
@@ -60,8 +50,8 @@ def test_expected_figures_exist(report):
     assert any(s.startswith("pairs-confusion-") for s in stems)
 
 
-def test_summary_csv_is_tidy_and_exact(report, results):
-    rows = list(csv.DictReader(report.csv.open()))
+def test_summary_csv_is_tidy_and_exact(full_report, results):
+    rows = list(csv.DictReader(full_report.csv.open()))
     assert list(rows[0]) == list(SUMMARY_COLUMNS)
     expected = 0
     for key in ("cnn_grid", "dcn_grid", "cnn_scale", "dcn_scale"):
@@ -117,19 +107,14 @@ def test_model_table_matches_summary_and_compare(results):
     assert v.worse == sum(p.mcnemar_p < 0.05 and p.difference < 0 for p in cmp.points)
 
 
-def test_names_and_paths_are_escaped(tmp_path, small_digits):
-    folder = tmp_path / 'odd <b>&"folder'
-    folder.mkdir()
-    a = write_eval(folder, "a", _model("mnist-cnn", 0), small_digits, GRID, name=EVIL)
-    b = write_eval(folder, "b", _model("mnist-cnn", 5), small_digits, GRID, name="plain")
-    files = build_report([a, b], tmp_path / "out", progress=False, extra_data=[small_digits])
-    html = files.html.read_text()
+def test_names_and_paths_are_escaped(evil_report):
+    html = evil_report.html.read_text()
     assert EVIL not in html
     assert "<script" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "odd &lt;b&gt;&amp;&quot;folder" in html
     assert "odd <b>" not in html
-    md = files.markdown.read_text()
+    md = evil_report.markdown.read_text()
     assert EVIL not in md
     assert "&lt;script&gt;alert\\(1\\)&lt;/script&gt;" in md
 

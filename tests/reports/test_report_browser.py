@@ -12,11 +12,7 @@ from pathlib import Path
 
 import pytest
 from _chromium import Chromium, find_chromium
-from _report_data import GRID, _model, write_eval
 
-from reports import build_report
-
-EVIL = "<script>alert(1)</script>"
 CHROMIUM = find_chromium()
 
 if CHROMIUM is None:
@@ -31,13 +27,6 @@ def browser():
         yield chromium
 
 
-@pytest.fixture(scope="module")
-def page(results, small_digits, tmp_path_factory):
-    out = tmp_path_factory.mktemp("browser") / "report"
-    paths = [results[k] for k in ("cnn_grid", "dcn_grid", "cnn_scale", "dcn_scale", "pairs")]
-    return build_report(paths, out, progress=False, extra_data=[small_digits])
-
-
 def _screenshot_path(tmp_path: Path, name: str) -> Path:
     folder = os.environ.get("GEOMROBUST_SCREENSHOT_DIR")
     if folder:
@@ -46,15 +35,15 @@ def _screenshot_path(tmp_path: Path, name: str) -> Path:
     return tmp_path / name
 
 
-def test_report_renders_every_figure_offline(browser, page, tmp_path):
+def test_report_renders_every_figure_offline(browser, full_report, tmp_path):
     shot = _screenshot_path(tmp_path, "report.png")
     report = browser.open(
-        page.html,
+        full_report.html,
         screenshot=shot,
         script="[document.querySelectorAll('figure').length, "
         "document.querySelectorAll('table').length, document.title]",
     )
-    pngs = sorted(page.folder.glob("figures/*.png"))
+    pngs = sorted(full_report.folder.glob("figures/*.png"))
     assert len(report.images) == len(pngs) > 10
     broken = [img["alt"] for img in report.images if not img["ok"]]
     assert broken == []
@@ -67,7 +56,7 @@ def test_report_renders_every_figure_offline(browser, page, tmp_path):
     assert report.exceptions == []
     assert report.dialogs == []
     assert report.outside_requests() == []
-    assert report.requests[0] == page.html.resolve().as_uri()
+    assert report.requests[0] == full_report.html.resolve().as_uri()
     # The screenshot is a real, full-page PNG.
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -76,12 +65,9 @@ def test_report_renders_every_figure_offline(browser, page, tmp_path):
     assert height > 3000
 
 
-def test_script_in_a_model_name_is_shown_not_run(browser, tmp_path, small_digits):
-    a = write_eval(tmp_path, "a", _model("mnist-cnn", 0), small_digits, GRID, name=EVIL)
-    b = write_eval(tmp_path, "b", _model("mnist-cnn", 5), small_digits, GRID, name="plain")
-    files = build_report([a, b], tmp_path / "out", progress=False, extra_data=[small_digits])
+def test_script_in_a_model_name_is_shown_not_run(browser, evil_report):
     report = browser.open(
-        files.html,
+        evil_report.html,
         script="[document.scripts.length, document.body.innerText.includes("
         "'<script>alert(1)</script>')]",
     )
