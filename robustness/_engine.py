@@ -6,6 +6,8 @@ of images, each a pure function of the model and the data, so shards run in any 
 any rank give the same predictions, and :func:`merge_shards` puts counts, confusion matrices
 and predictions back together exactly. :func:`evaluate` runs the rows one after another in
 batches of images: memory holds one batch of warped images, whatever the number of points.
+An :class:`EvalPlan` is the checked evaluation that both :func:`evaluate` and the ranks of a
+distributed run (:mod:`robustness._distributed`) run shard by shard.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import hashlib
 import logging
 import platform
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from transforms.datasets import ImageDataset
 
 __all__ = [
     "EvalOptions",
+    "EvalPlan",
     "Shard",
     "ShardResult",
     "evaluate",
@@ -242,16 +245,11 @@ def run_shard(
         device: Must be the model's device if given.
     """
     _check_inputs(model, data)
-    options = options or EvalOptions()
-    rows, _ = work_rows(sweep)
+    rows, _ = work_rows(_as_sweep(sweep))
     if not 0 <= shard.row < len(rows) or not 0 <= shard.start <= shard.stop <= len(data):
         raise ValueError(f"shard {shard} is out of range for {len(rows)} rows × {len(data)} images")
-    runner = _Runner(model, data, options, device)
-    with torch.inference_mode():
-        pred = runner.run(rows[shard.row], shard.start, shard.stop, options.batch_size, None)
-    labels = data.labels[shard.start : shard.stop].numpy()
-    confusion = confusion_matrix(labels, pred, data.num_classes)
-    return ShardResult(shard, pred, int(np.trace(confusion)), confusion)
+    plan = EvalPlan(model, data, sweep, options=options, device=device)
+    return plan.run((shard,))[0][0]
 
 
 def merge_shards(results: Iterable[ShardResult], *, n_rows: int, n_images: int) -> np.ndarray:
@@ -308,6 +306,145 @@ def _versions() -> dict[str, str]:
     }
 
 
+class EvalPlan:
+    """One evaluation, checked and ready to run shard by shard.
+
+    :func:`evaluate` runs every shard of a plan in one process; each rank of a distributed
+    run (:mod:`robustness._distributed`) builds the same plan, runs its own shards, and rank
+    0 turns the merged predictions into the result with :meth:`result`.
+
+    Args:
+        model, data, sweep, options, device, record, assumptions: As for :func:`evaluate`.
+
+    Raises:
+        EvalInputError: as for :func:`evaluate`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: ImageDataset,
+        sweep: Sweep | str,
+        *,
+        options: EvalOptions | None = None,
+        device: torch.device | str | None = None,
+        record: ModelRecord | None = None,
+        assumptions: Sequence[str] = (),
+    ) -> None:
+        _check_inputs(model, data)
+        self.sweep = _as_sweep(sweep)
+        options = options or EvalOptions()
+        if not isinstance(options, EvalOptions):
+            raise EvalInputError(f"options must be an EvalOptions; got {type(options).__name__}")
+        self.model, self.data, self.options = model, data, options
+        self.runner = _Runner(model, data, options, device)
+        self.rows, self.clean_row = work_rows(self.sweep)
+        self.record = record or _default_record(model, options, data.num_classes)
+        self.assumptions = tuple(assumptions)
+        self.transform = options.transform_record()
+        self.data_record = DataRecord(data.name, data.split, len(data), data.fingerprint.to_dict())
+        self.labels = data.labels.numpy().astype(np.int64, copy=False)
+
+    @property
+    def n_images(self) -> int:
+        return len(self.data)
+
+    def partial_key(self) -> dict[str, Any]:
+        """What a saved partial must match to be resumed: weights, data, sweep, options."""
+        return {
+            "weights_sha256": weights_digest(self.model),
+            "checkpoint_sha256": self.record.checkpoint_sha256,
+            "normalisation": [self.options.mean, self.options.std],
+            "data": self.data_record.to_dict(),
+            "sweep": self.sweep.to_dict(),
+            "transform": self.transform.to_dict(),
+        }
+
+    def run(
+        self,
+        shards: Iterable[Shard],
+        *,
+        store: PartialStore | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[list[ShardResult], int]:
+        """Predict each shard, or take it from ``store`` where its pieces cover it.
+
+        Every computed shard is saved to ``store`` as soon as it finishes.
+
+        Returns:
+            The shard results, in the order given, and how many were computed.
+        """
+        results = []
+        computed = 0
+        with torch.inference_mode():
+            for shard in shards:
+                pred = None
+                if store is not None:
+                    pred = store.lookup(shard.row, shard.start, shard.stop)
+                if pred is not None:
+                    if progress is not None:
+                        progress(shard.stop - shard.start)
+                else:
+                    log.debug(
+                        "row %d/%d, images [%d, %d): %s",
+                        shard.row + 1,
+                        len(self.rows),
+                        shard.start,
+                        shard.stop,
+                        self.rows[shard.row].label(),
+                    )
+                    pred = self.runner.run(
+                        self.rows[shard.row],
+                        shard.start,
+                        shard.stop,
+                        self.options.batch_size,
+                        progress,
+                    )
+                    computed += 1
+                    if store is not None:
+                        store.save_piece(shard.row, shard.start, shard.stop, pred)
+                results.append(self._shard_result(shard, pred))
+        return results, computed
+
+    def _shard_result(self, shard: Shard, pred: np.ndarray) -> ShardResult:
+        labels = self.labels[shard.start : shard.stop]
+        confusion = confusion_matrix(labels, pred, self.data.num_classes)
+        return ShardResult(shard, pred, int(np.trace(confusion)), confusion)
+
+    def run_record(self, **extra: Any) -> dict[str, Any]:
+        """The ``run`` fields every result has (device, dtype, batch size, threads), and
+        ``extra``."""
+        return {
+            "device": str(self.runner.device),
+            "dtype": str(self.runner.dtype).removeprefix("torch."),
+            "batch_size": self.options.batch_size,
+            "threads": torch.get_num_threads(),
+            **extra,
+        }
+
+    def result(self, predictions: np.ndarray, *, run: Mapping[str, Any]) -> EvalResult:
+        """The result from ``(len(rows), N)`` predictions (:func:`merge_shards`)."""
+        pred = Predictions(
+            labels=self.labels,
+            clean=predictions[self.clean_row].copy(),
+            points=predictions[: len(self.sweep)],
+        )
+        clean, points, summary = summarise(self.sweep, pred, num_classes=self.data.num_classes)
+        return EvalResult(
+            model=self.record,
+            data=self.data_record,
+            sweep=self.sweep,
+            transform=self.transform,
+            clean=clean,
+            points=points,
+            summary=summary,
+            versions=_versions(),
+            assumptions=self.assumptions,
+            run=dict(run),
+            predictions=pred,
+        )
+
+
 def evaluate(
     model: nn.Module,
     data: ImageDataset,
@@ -341,7 +478,8 @@ def evaluate(
         partial: Folder where finished rows are saved as they finish (resumable);
             ``None`` keeps everything in memory.
         resume: Reuse the rows already in ``partial`` if it belongs to the same model
-            weights, data, sweep and options (else :class:`ResumeError`).
+            weights, data, sweep and options (else :class:`ResumeError`); rows finished by
+            the ranks of a distributed run are reused too.
         progress: Called with the number of images after every batch.
 
     The ``partial`` folder is left in place; remove it once the result is saved (the CLI
@@ -354,73 +492,28 @@ def evaluate(
         EvalInputError: training-mode model, channels or classes that disagree with the
             data, bad options, a device other than the model's, or a foreign partial.
     """
-    _check_inputs(model, data)
-    sweep = _as_sweep(sweep)
-    options = options or EvalOptions()
-    if not isinstance(options, EvalOptions):
-        raise EvalInputError(f"options must be an EvalOptions; got {type(options).__name__}")
-    runner = _Runner(model, data, options, device)
-    rows, clean_row = work_rows(sweep)
-    n = len(data)
-    record = record or _default_record(model, options, data.num_classes)
-    transform = options.transform_record()
-    data_record = DataRecord(data.name, data.split, n, data.fingerprint.to_dict())
-
+    plan = EvalPlan(
+        model,
+        data,
+        sweep,
+        options=options,
+        device=device,
+        record=record,
+        assumptions=assumptions,
+    )
+    n = plan.n_images
     store = None
-    done: dict[int | str, np.ndarray] = {}
     if partial is not None:
-        key = {
-            "weights_sha256": weights_digest(model),
-            "checkpoint_sha256": record.checkpoint_sha256,
-            "normalisation": [options.mean, options.std],
-            "data": data_record.to_dict(),
-            "sweep": sweep.to_dict(),
-            "transform": transform.to_dict(),
-        }
-        store = PartialStore(partial, key, n)
-        done = store.start(resume=resume)
-
-    predictions = np.empty((len(rows), n), dtype=np.int64)
+        store = PartialStore(partial, plan.partial_key(), n)
+        store.start(resume=resume)
     started = time.perf_counter()
-    computed = 0
-    with torch.inference_mode():
-        for i, point in enumerate(rows):
-            if i in done:
-                predictions[i] = done[i]
-                if progress is not None:
-                    progress(n)
-                continue
-            log.debug("point %d/%d: %s", i + 1, len(rows), point.label())
-            predictions[i] = runner.run(point, 0, n, options.batch_size, progress)
-            computed += 1
-            if store is not None:
-                store.save(i, predictions[i])
+    shards = plan_shards(len(plan.rows), n, images_per_shard=n)  # one shard per row
+    results, computed = plan.run(shards, store=store, progress=progress)
     elapsed = time.perf_counter() - started
-
-    labels = data.labels.numpy().astype(np.int64, copy=False)
-    pred = Predictions(
-        labels=labels, clean=predictions[clean_row].copy(), points=predictions[: len(sweep)]
+    predictions = merge_shards(results, n_rows=len(plan.rows), n_images=n)
+    run = plan.run_record(
+        rows_computed=computed,
+        rows_resumed=len(plan.rows) - computed,
+        elapsed_s=round(elapsed, 3),
     )
-    clean, points, summary = summarise(sweep, pred, num_classes=data.num_classes)
-    result = EvalResult(
-        model=record,
-        data=data_record,
-        sweep=sweep,
-        transform=transform,
-        clean=clean,
-        points=points,
-        summary=summary,
-        versions=_versions(),
-        assumptions=tuple(assumptions),
-        run={
-            "device": str(runner.device),
-            "dtype": str(runner.dtype).removeprefix("torch."),
-            "batch_size": options.batch_size,
-            "threads": torch.get_num_threads(),
-            "rows_computed": computed,
-            "rows_resumed": len(rows) - computed,
-            "elapsed_s": round(elapsed, 3),
-        },
-        predictions=pred,
-    )
-    return result
+    return plan.result(predictions, run=run)

@@ -4,6 +4,10 @@ Register them with :func:`add_eval_parsers`. Bad input (a missing or corrupt che
 checkpoint that disagrees with the data, an invalid sweep, a missing data root, an existing
 output without ``--force``) raises :class:`~robustness._errors.UsageError`, which the CLI
 prints as one ``error: ...`` line with exit status 2.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) ``eval`` and ``eval-pairs`` run sharded over the ranks
+(:mod:`robustness._distributed`, docs/DISTRIBUTED.md); the inputs are read and the result is
+written by the same functions as in one process.
 """
 
 from __future__ import annotations
@@ -16,7 +20,17 @@ from pathlib import Path
 
 from robustness._errors import UsageError
 
-__all__ = ["add_eval_parsers", "main_for_tests", "resolve_device"]
+__all__ = [
+    "add_eval_parsers",
+    "eval_inputs",
+    "main_for_tests",
+    "pairs_inputs",
+    "partial_path",
+    "resolve_device",
+    "set_threads",
+    "write_eval",
+    "write_pairs",
+]
 
 log = logging.getLogger("geomrobust")
 
@@ -50,7 +64,15 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device",
         default="auto",
-        help="auto (cuda if available, else cpu), cpu, cuda or cuda:N (default: auto)",
+        help="auto (cuda if available, else cpu), cpu, cuda or cuda:N (default: auto); under "
+        "torchrun rank r uses cuda:LOCAL_RANK or cpu",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads (torch.set_num_threads); default: torch's, or under torchrun the "
+        "node's cores divided among its ranks",
     )
     p.add_argument("--out", type=Path, required=True, metavar="RESULT.json", help="result file")
     p.add_argument("--force", action="store_true", help="overwrite an existing result")
@@ -193,15 +215,16 @@ def _sweep(args: argparse.Namespace):
         raise UsageError(str(exc)) from None
 
 
-def _load(args: argparse.Namespace, *, pairs: bool = False):
-    """Dataset and model, with input errors turned into :class:`UsageError`."""
+def _load(args: argparse.Namespace, *, pairs: bool = False, device: str | None = None):
+    """Dataset and model (on ``device``, default ``--device``), with input errors turned into
+    :class:`UsageError`."""
     from models import CheckpointError
     from robustness._checkpoints import load_for_eval
     from transforms.datasets import load_dataset
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1; got {args.batch_size}")
-    device = resolve_device(args.device)
+    device = device or resolve_device(args.device)
     try:
         data = load_dataset(args.dataset, split=args.split, root=args.data_root)
     except (TypeError, ValueError) as exc:  # DatasetError is a ValueError
@@ -221,33 +244,50 @@ def _load(args: argparse.Namespace, *, pairs: bool = False):
     return data, loaded, device
 
 
-def _bar(args: argparse.Namespace, total: int, desc: str):
+def _bar(args: argparse.Namespace, total: int, desc: str, *, show: bool = True):
     from tqdm import tqdm
 
     return tqdm(
-        total=total, desc=desc, unit="img", file=sys.stderr, disable=not args.progress, leave=False
+        total=total,
+        desc=desc,
+        unit="img",
+        file=sys.stderr,
+        disable=not (args.progress and show),
+        leave=False,
     )
 
 
-def run_eval(args: argparse.Namespace) -> int:
-    from robustness._engine import EvalOptions, evaluate, work_rows
-    from robustness._eval_errors import EvalInputError
-    from robustness._io import PartialStore, write_result
+def set_threads(threads: int | None) -> None:
+    """``torch.set_num_threads(threads)``; ``None`` leaves torch's default."""
+    import torch
 
-    out: Path = args.out
-    _check_out(out, args.force, resume=args.resume)
+    if threads is None:
+        return
+    if threads < 1:
+        raise UsageError(f"--threads must be >= 1; got {threads}")
+    torch.set_num_threads(threads)
+
+
+def eval_inputs(args: argparse.Namespace, *, device: str | None = None):
+    """The checked inputs of ``eval``: ``(sweep, data, loaded, device, options)``.
+
+    Raises:
+        UsageError: any bad input (see the module docstring).
+    """
+    from robustness._engine import EvalOptions
+    from robustness._eval_errors import EvalInputError
+
     sweep = _sweep(args)
     if args.fill is not None and args.fill.strip().lower() != "mean":
         fill = _floats(args.fill, "--fill")
     else:
         fill = args.fill
-    data, loaded, device = _load(args)
+    data, loaded, device = _load(args, device=device)
     if loaded.num_inputs == 2:
         raise UsageError(
             f"{args.checkpoint} is a pair classifier ({loaded.record.name}); evaluate it with "
             "'geomrobust eval-pairs'"
         )
-    partial = out.with_name(out.name + ".partial")
     try:
         options = EvalOptions(
             mean=loaded.record.mean,
@@ -256,6 +296,48 @@ def run_eval(args: argparse.Namespace) -> int:
             fill=fill,
             batch_size=args.batch_size,
         )
+    except EvalInputError as exc:
+        raise UsageError(str(exc)) from None
+    return sweep, data, loaded, device, options
+
+
+def partial_path(out: Path) -> Path:
+    """``RESULT.json.partial``: where finished work waits for ``--resume``."""
+    return out.with_name(out.name + ".partial")
+
+
+def write_eval(result, out: Path) -> None:
+    """Write an eval result and its predictions, and print the summary."""
+    from robustness._io import write_result
+
+    write_result(result, out)
+    s = result.summary
+    worst = s.worst_point.label()
+    print(
+        f"clean {s.clean_accuracy:.4f}  mean {s.mean_accuracy:.4f}  worst {s.worst_accuracy:.4f} "
+        f"({worst})  all-points {s.all_points_accuracy:.4f}  consistency {s.consistency:.4f}"
+    )
+    print(f"wrote {out} ({len(result.points)} points × {result.data.n} images)")
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from robustness._distributed import launch_from_env
+
+    launch = launch_from_env()
+    if launch is not None:
+        from robustness._distributed import run_sharded_eval
+
+        return run_sharded_eval(args, launch)
+    from robustness._engine import evaluate, work_rows
+    from robustness._eval_errors import EvalInputError
+    from robustness._io import PartialStore
+
+    out: Path = args.out
+    set_threads(args.threads)
+    _check_out(out, args.force, resume=args.resume)
+    partial = partial_path(out)
+    sweep, data, loaded, device, options = eval_inputs(args)
+    try:
         rows, _ = work_rows(sweep)
         with _bar(args, len(rows) * len(data), f"eval {sweep.name}") as bar:
             result = evaluate(
@@ -271,57 +353,50 @@ def run_eval(args: argparse.Namespace) -> int:
                 progress=bar.update,
             )
     except EvalInputError as exc:
-        if partial.is_dir() and not any(partial.glob("*.npy")):
+        if partial.is_dir() and not any(partial.rglob("*.npy")):
             PartialStore(partial, {}, 0).discard()  # nothing finished: leave no trace
         raise UsageError(str(exc)) from None
-    write_result(result, out)
+    write_eval(result, out)
     PartialStore(partial, {}, 0).discard()
-    s = result.summary
-    worst = s.worst_point.label()
-    print(
-        f"clean {s.clean_accuracy:.4f}  mean {s.mean_accuracy:.4f}  worst {s.worst_accuracy:.4f} "
-        f"({worst})  all-points {s.all_points_accuracy:.4f}  consistency {s.consistency:.4f}"
-    )
-    print(f"wrote {out} ({len(result.points)} points × {result.data.n} images)")
     return 0
 
 
-def run_eval_pairs(args: argparse.Namespace) -> int:
-    import numpy as np
+def pairs_inputs(args: argparse.Namespace, *, device: str | None = None):
+    """The checked inputs of ``eval-pairs``: ``(data, loaded, options)``, where ``options``
+    are the keyword arguments of :func:`~robustness._pairs_eval.evaluate_pairs` after the
+    model and data.
 
-    from robustness._eval_errors import EvalInputError
-    from robustness._io import _atomic, predictions_path, write_json_atomic
-    from robustness._pairs_eval import evaluate_pairs
-
-    out: Path = args.out
-    _check_out(out, args.force)
+    Raises:
+        UsageError: any bad input (see the module docstring).
+    """
     if args.pairs < 1:
         raise UsageError(f"--pairs must be >= 1; got {args.pairs}")
-    data, loaded, _ = _load(args, pairs=True)
+    data, loaded, _ = _load(args, pairs=True, device=device)
     if loaded.num_inputs == 1:
         raise UsageError(
             f"{args.checkpoint} is an image classifier ({loaded.record.name}), not a "
             "transformation-pair classifier; evaluate it with 'geomrobust eval'"
         )
     k = getattr(loaded.model, "num_classes", None)
-    try:
-        config = _pair_config(loaded.training, k, crop=args.crop) if k in (7, 8) else None
-        with _bar(args, args.pairs, "pairs") as bar:
-            result = evaluate_pairs(
-                loaded.model,
-                data,
-                num_pairs=args.pairs,
-                seed=args.seed,
-                config=config,
-                mean=loaded.record.mean,
-                std=loaded.record.std,
-                batch_size=args.batch_size,
-                record=loaded.record,
-                progress=bar.update,
-            )
-    except EvalInputError as exc:
-        raise UsageError(str(exc)) from None
-    labels = np.arange(args.pairs) % len(result.class_names)
+    options = {
+        "num_pairs": args.pairs,
+        "seed": args.seed,
+        "config": _pair_config(loaded.training, k, crop=args.crop) if k in (7, 8) else None,
+        "mean": loaded.record.mean,
+        "std": loaded.record.std,
+        "batch_size": args.batch_size,
+        "record": loaded.record,
+    }
+    return data, loaded, options
+
+
+def write_pairs(result, out: Path) -> None:
+    """Write a pair result and its predictions, and print the accuracy."""
+    import numpy as np
+
+    from robustness._io import _atomic, predictions_path, write_json_atomic
+
+    labels = np.arange(result.num_pairs) % len(result.class_names)
     _atomic(
         predictions_path(out),
         lambda f: np.savez_compressed(f, labels=labels, predictions=result.predictions),
@@ -330,6 +405,29 @@ def run_eval_pairs(args: argparse.Namespace) -> int:
     lo, hi = result.ci95
     print(f"pair accuracy {result.accuracy:.4f} [{lo:.4f}, {hi:.4f}] on {result.n} pairs")
     print(f"wrote {out}")
+
+
+def run_eval_pairs(args: argparse.Namespace) -> int:
+    from robustness._distributed import launch_from_env
+
+    launch = launch_from_env()
+    if launch is not None:
+        from robustness._distributed import run_sharded_pairs
+
+        return run_sharded_pairs(args, launch)
+    from robustness._eval_errors import EvalInputError
+    from robustness._pairs_eval import evaluate_pairs
+
+    out: Path = args.out
+    set_threads(args.threads)
+    _check_out(out, args.force)
+    data, loaded, options = pairs_inputs(args)
+    try:
+        with _bar(args, args.pairs, "pairs") as bar:
+            result = evaluate_pairs(loaded.model, data, progress=bar.update, **options)
+    except EvalInputError as exc:
+        raise UsageError(str(exc)) from None
+    write_pairs(result, out)
     return 0
 
 

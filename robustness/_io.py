@@ -4,7 +4,8 @@ A result ``RESULT.json`` has its per-image predictions beside it in
 ``RESULT.predictions.npz``; both are written to a temporary file and renamed into place, the
 predictions first, so a JSON file on disk always has its predictions. While a sweep runs,
 every finished point is saved in ``RESULT.json.partial/`` (one ``.npy`` per point, each
-written atomically), which ``resume=True`` reads back instead of recomputing.
+written atomically; under ``torchrun`` one subfolder per rank, one ``.npy`` per shard), which
+``resume=True`` reads back instead of recomputing.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -150,79 +152,154 @@ def _normalise(value: Any) -> Any:
     return json.loads(json.dumps(value, allow_nan=False))
 
 
+_PIECE = re.compile(r"^(clean|point-(\d+))(?:\.(\d+)-(\d+))?$")
+
+
 class PartialStore:
-    """Finished points of an interrupted evaluation, in a folder beside the output.
+    """Finished work of an interrupted evaluation, in a folder beside the output.
+
+    Work is saved in pieces: a row (``point-00003.npy``, the predictions of every image
+    under row 3 of :func:`~robustness._engine.work_rows`) or part of one
+    (``point-00003.0000256-0000512.npy``, images ``[256, 512)``). A single process writes
+    into ``folder`` itself; rank ``r`` of a distributed run writes into its own subfolder
+    ``folder/rank-0000r`` (``part``), so ranks never write the same file. Resuming reads the
+    pieces of every source it can see (``folder`` and all its ``rank-*`` subfolders, each
+    with its own ``key.json``), so work finished by any number of ranks is reused.
 
     Args:
         folder: The folder (``RESULT.json.partial``).
         key: JSON-ready identity of the run (checkpoint, data, sweep, options); a resumed
             run must have the same key.
-        n_images: ``N``; a saved row of another length is ignored (recomputed).
+        n_images: ``N``; a saved piece that does not fit ``[0, N)`` is ignored (recomputed).
+        part: Subfolder this writer owns (``"rank-00001"``); ``None``: ``folder`` itself.
     """
 
-    def __init__(self, folder: str | os.PathLike[str], key: Mapping[str, Any], n_images: int):
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        key: Mapping[str, Any],
+        n_images: int,
+        *,
+        part: str | None = None,
+    ):
         self.folder = Path(folder)
+        self.own = self.folder / part if part else self.folder
         self.key = _normalise(dict(key))
         self.n_images = n_images
+        self._pieces: dict[int | str, list[tuple[int, int, np.ndarray]]] = {}
 
     def start(self, *, resume: bool) -> dict[int | str, np.ndarray]:
         """Open the store; returns the rows already finished (``"clean"`` or point index).
 
-        Without ``resume`` any earlier partial is discarded.
+        Without ``resume`` this writer's folder is discarded (a single process: the whole
+        ``folder``). With it, the pieces of every source are read; :meth:`lookup` finds
+        them.
 
         Raises:
-            ResumeError: ``resume`` and the saved partial belongs to another run.
+            ResumeError: ``resume`` and a saved partial belongs to another run.
         """
-        key_file = self.folder / "key.json"
-        if resume and key_file.is_file():
-            try:
-                saved = json.loads(key_file.read_text())
-            except json.JSONDecodeError:
-                saved = None
-            if saved != self.key:
-                differs = sorted(
-                    k
-                    for k in set(self.key) | set(saved or {})
-                    if (saved or {}).get(k) != self.key.get(k)
-                )
-                raise ResumeError(
-                    f"cannot resume: the partial results in {self.folder} were computed with "
-                    f"a different {', '.join(differs) or 'setup'}; rerun without --resume to "
-                    "start over"
-                )
-            return self._load()
+        sources = self._sources() if resume else []
+        if sources:
+            for source in sources:
+                self._check_key(source)
+            for source in sources:
+                self._read(source)
+            log.info(
+                "resuming: %d finished piece(s) in %s",
+                sum(len(v) for v in self._pieces.values()),
+                self.folder,
+            )
+            if not (self.own / "key.json").is_file():
+                self._create(keep_subfolders=True)
+            done = {}
+            for row in self._pieces:
+                values = self.lookup(row, 0, self.n_images)
+                if values is not None:
+                    done[row] = values
+            return done
         if resume:
             log.info("nothing to resume in %s; starting from the first point", self.folder)
-        elif self.folder.exists():
-            log.warning("discarding earlier partial results in %s (use --resume)", self.folder)
-        self.discard()
-        self.folder.mkdir(parents=True)
-        write_json_atomic(key_file, self.key)
+        elif self.own.exists():
+            log.warning("discarding earlier partial results in %s (use --resume)", self.own)
+        self._create()
         return {}
 
-    def _load(self) -> dict[int | str, np.ndarray]:
-        done: dict[int | str, np.ndarray] = {}
-        for file in sorted(self.folder.glob("*.npy")):
-            name = file.stem
-            key: int | str = "clean" if name == "clean" else int(name.removeprefix("point-"))
+    def _create(self, *, keep_subfolders: bool = False) -> None:
+        """Make this writer's folder with its key; ``keep_subfolders`` keeps the ranks'
+        subfolders (being resumed from) and drops only unkeyed files of its own."""
+        if keep_subfolders and self.own.is_dir():
+            for file in self.own.glob("*.npy"):
+                file.unlink()
+        elif self.own.exists():
+            self.discard()
+        self.own.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.own / "key.json", self.key)
+
+    def _sources(self) -> list[Path]:
+        """Folders with a ``key.json``: ``folder`` and its ``rank-*`` subfolders."""
+        candidates = [self.folder]
+        if self.folder.is_dir():
+            candidates += sorted(p for p in self.folder.glob("rank-*") if p.is_dir())
+        return [p for p in candidates if (p / "key.json").is_file()]
+
+    def _check_key(self, source: Path) -> None:
+        try:
+            saved = json.loads((source / "key.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            saved = None
+        if saved == self.key:
+            return
+        differs = sorted(
+            k for k in set(self.key) | set(saved or {}) if (saved or {}).get(k) != self.key.get(k)
+        )
+        raise ResumeError(
+            f"cannot resume: the partial results in {source} were computed with a different "
+            f"{', '.join(differs) or 'setup'}; rerun without --resume to start over"
+        )
+
+    def _read(self, source: Path) -> None:
+        for file in sorted(source.glob("*.npy")):
+            match = _PIECE.match(file.stem)
+            if match is None:
+                continue
+            name, index, start, stop = match.groups()
+            row: int | str = "clean" if name == "clean" else int(index)
+            lo = 0 if start is None else int(start)
+            hi = self.n_images if stop is None else int(stop)
             try:
-                row = np.load(file, allow_pickle=False)
+                values = np.load(file, allow_pickle=False)
             except (OSError, ValueError):
                 log.warning("ignoring unreadable partial file %s", file)
                 continue
-            if row.shape == (self.n_images,):
-                done[key] = row.astype(np.int64)
-        log.info("resuming: %d finished row(s) in %s", len(done), self.folder)
-        return done
+            if 0 <= lo < hi <= self.n_images and values.shape == (hi - lo,):
+                self._pieces.setdefault(row, []).append((lo, hi, values.astype(np.int64)))
+
+    def lookup(self, row: int | str, start: int, stop: int) -> np.ndarray | None:
+        """Saved predictions of images ``[start, stop)`` under ``row``, or ``None`` if the
+        pieces read by :meth:`start` do not cover them all."""
+        out = np.empty(stop - start, dtype=np.int64)
+        covered = np.zeros(stop - start, dtype=bool)
+        for lo, hi, values in self._pieces.get(row, ()):
+            a, b = max(lo, start), min(hi, stop)
+            if a < b:
+                out[a - start : b - start] = values[a - lo : b - lo]
+                covered[a - start : b - start] = True
+        return out if covered.all() else None
 
     def save(self, key: int | str, row: np.ndarray) -> None:
         """Save one finished row of predictions atomically."""
-        name = "clean" if key == "clean" else f"point-{int(key):05d}"
-        _atomic(self.folder / f"{name}.npy", lambda f: np.save(f, row, allow_pickle=False))
+        self.save_piece(key, 0, self.n_images, row)
+
+    def save_piece(self, row: int | str, start: int, stop: int, values: np.ndarray) -> None:
+        """Save the predictions of images ``[start, stop)`` under ``row`` atomically."""
+        name = "clean" if row == "clean" else f"point-{int(row):05d}"
+        if (start, stop) != (0, self.n_images):
+            name += f".{start:07d}-{stop:07d}"
+        _atomic(self.own / f"{name}.npy", lambda f: np.save(f, values, allow_pickle=False))
 
     def discard(self) -> None:
-        """Remove the folder (after success, or to start over)."""
-        if self.folder.is_dir():
-            shutil.rmtree(self.folder)
-        elif self.folder.exists():
-            self.folder.unlink()
+        """Remove this writer's folder (after success, or to start over)."""
+        if self.own.is_dir():
+            shutil.rmtree(self.own)
+        elif self.own.exists():
+            self.own.unlink()

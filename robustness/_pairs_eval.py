@@ -142,8 +142,14 @@ def evaluate_pairs(
     batch_size: int = 256,
     record: ModelRecord | None = None,
     progress: Callable[[int], None] | None = None,
+    pair_range: tuple[int, int] | None = None,
+    predictions: np.ndarray | None = None,
 ) -> PairResult:
     """Classify ``num_pairs`` fresh pairs drawn from ``data`` with ``model(a, b)``.
+
+    A distributed run (:mod:`robustness._distributed`) splits the pairs: each rank
+    classifies its ``pair_range``, and rank 0 passes the gathered ``predictions`` to get
+    the metrics of all pairs, equal to those of one process.
 
     Args:
         model: A pair classifier ``(a, b) -> (B, K)`` logits in eval mode (not moved).
@@ -156,10 +162,15 @@ def evaluate_pairs(
         batch_size: Pairs per forward pass.
         record: What to record about the model.
         progress: Called with the number of pairs after each batch.
+        pair_range: ``(start, stop)``: classify only pairs ``[start, stop)``, a non-empty
+            part of ``[0, num_pairs)``; the counts, metrics and ``predictions`` of the
+            result then cover those pairs only.
+        predictions: ``(num_pairs,)`` predictions made elsewhere (gathered from ranks):
+            nothing is classified, only the metrics are computed.
 
     Raises:
-        EvalInputError: training-mode model, bad counts, or a class count other than the
-            pair config's.
+        EvalInputError: training-mode model, bad counts or range, or a class count other
+            than the pair config's.
     """
     from models import count_params
     from robustness._engine import _model_device_dtype, _versions
@@ -192,24 +203,40 @@ def evaluate_pairs(
         s = torch.tensor(std, dtype=dtype, device=device).view(1, -1, 1, 1)
         if m.shape[1] not in (1, c) or s.shape[1] not in (1, c):
             raise EvalInputError(f"mean/std need 1 or {c} values; got {list(mean)}, {list(std)}")
+    first, last = (0, num_pairs) if pair_range is None else tuple(pair_range)
+    if not (isinstance(first, int) and isinstance(last, int) and 0 <= first < last <= num_pairs):
+        raise EvalInputError(
+            f"pair_range must be (start, stop) with 0 <= start < stop <= num_pairs "
+            f"({num_pairs}); got {pair_range!r}"
+        )
     pairs = TransformPairs(data, num_pairs, config=config, generator=seed)
-    predictions = np.empty(num_pairs, dtype=np.int64)
     started = time.perf_counter()
-    with torch.inference_mode():
-        for start in range(0, num_pairs, batch_size):
-            stop = min(start + batch_size, num_pairs)
-            a, b, _, _ = pairs.batch(np.arange(start, stop))
-            a, b = a.to(device, dtype), b.to(device, dtype)
-            if m is not None:
-                a, b = (a - m) / s, (b - m) / s
-            logits = model(a, b)
-            predictions[start:stop] = logits.argmax(dim=1).cpu().numpy()
-            if progress is not None:
-                progress(stop - start)
-    labels = pairs.labels(np.arange(num_pairs)).numpy().astype(np.int64)
+    if predictions is not None:
+        predictions = np.asarray(predictions)
+        if predictions.shape != (num_pairs,) or predictions.dtype.kind not in "iu":
+            raise EvalInputError(
+                f"predictions must be ({num_pairs},) integers, one per pair; got "
+                f"{predictions.shape} {predictions.dtype}"
+            )
+        predictions = predictions[first:last].astype(np.int64)
+    else:
+        predictions = np.empty(last - first, dtype=np.int64)
+        with torch.inference_mode():
+            for start in range(first, last, batch_size):
+                stop = min(start + batch_size, last)
+                a, b, _, _ = pairs.batch(np.arange(start, stop))
+                a, b = a.to(device, dtype), b.to(device, dtype)
+                if m is not None:
+                    a, b = (a - m) / s, (b - m) / s
+                logits = model(a, b)
+                predictions[start - first : stop - first] = logits.argmax(dim=1).cpu().numpy()
+                if progress is not None:
+                    progress(stop - start)
+    labels = pairs.labels(np.arange(first, last)).numpy().astype(np.int64)
     kk = config.num_classes
-    if predictions.size and (predictions.max() >= kk):
+    if predictions.size and (predictions.max() >= kk or predictions.min() < 0):
         raise EvalInputError(f"the model predicts classes beyond the {kk} pair classes")
+    n = last - first
     confusion = confusion_matrix(labels, predictions, kk)
     correct = int(np.trace(confusion))
     totals = confusion.sum(axis=1)
@@ -221,10 +248,10 @@ def evaluate_pairs(
         seed=seed,
         pair_config=_config_dict(config),
         class_names=tuple(PairClass(i).name.lower() for i in range(kk)),
-        n=num_pairs,
+        n=n,
         correct=correct,
-        accuracy=correct / num_pairs,
-        ci95=wilson_interval(correct, num_pairs),
+        accuracy=correct / n,
+        ci95=wilson_interval(correct, n),
         per_class_recall=tuple(per_class_accuracy(confusion)),
         per_class_ci95=tuple(
             wilson_interval(int(confusion[i, i]), int(totals[i])) for i in range(kk)
