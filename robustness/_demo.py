@@ -43,7 +43,7 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
             "The main job on scikit-learn's bundled digits (offline, nothing to fetch): train "
             "mnist-cnn and its DCNv2 twin, evaluate both under the scale, rotation and "
             "scale x rotation sweeps, train and evaluate a transformation-pair classifier, "
-            "and write the side-by-side report to OUT/report/index.html. About 3 minutes on "
+            "and write the side-by-side report to OUT/report/index.html. About 2 minutes on "
             "2 CPU cores."
         ),
     )
