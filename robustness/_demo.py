@@ -213,11 +213,10 @@ def _evaluate(ckpts: dict[str, Path], test, folder: Path, device, progress: bool
 
 
 def _pairs(args, train, test, out: Path, device, progress: bool) -> Path:
-    import numpy as np
 
     from models import TrainConfig, train_pairs
     from robustness._checkpoints import load_for_eval
-    from robustness._io import _atomic, predictions_path, write_json_atomic
+    from robustness._io import write_pair_result
     from robustness._pairs_eval import evaluate_pairs
 
     ckpt = out / "checkpoints" / "pair-net.safetensors"
@@ -244,13 +243,7 @@ def _pairs(args, train, test, out: Path, device, progress: bool) -> Path:
         std=loaded.record.std,
         record=loaded.record,
     )
-    path = out / "results" / "pairs.json"
-    labels = np.arange(args.pairs) % len(result.class_names)
-    _atomic(
-        predictions_path(path),
-        lambda f: np.savez_compressed(f, labels=labels, predictions=result.predictions),
-    )
-    write_json_atomic(path, result.to_dict())
+    path = write_pair_result(result, out / "results" / "pairs.json")
     lo, hi = result.ci95
     print(
         f"pair-net         pairs           accuracy {_fmt(result.accuracy)} "

@@ -392,16 +392,9 @@ def pairs_inputs(args: argparse.Namespace, *, device: str | None = None):
 
 def write_pairs(result, out: Path) -> None:
     """Write a pair result and its predictions, and print the accuracy."""
-    import numpy as np
+    from robustness._io import write_pair_result
 
-    from robustness._io import _atomic, predictions_path, write_json_atomic
-
-    labels = np.arange(result.num_pairs) % len(result.class_names)
-    _atomic(
-        predictions_path(out),
-        lambda f: np.savez_compressed(f, labels=labels, predictions=result.predictions),
-    )
-    write_json_atomic(out, result.to_dict())
+    write_pair_result(result, out)
     lo, hi = result.ci95
     print(f"pair accuracy {result.accuracy:.4f} [{lo:.4f}, {hi:.4f}] on {result.n} pairs")
     print(f"wrote {out}")

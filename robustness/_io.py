@@ -31,6 +31,7 @@ __all__ = [
     "load_result",
     "predictions_path",
     "write_json_atomic",
+    "write_pair_result",
     "write_result",
 ]
 
@@ -93,6 +94,22 @@ def write_result(result: EvalResult, path: str | os.PathLike[str]) -> Path:
             "shift_px": np.array([p.shift_px for p in pts]).reshape(-1, 2),
         },
     )
+    return write_json_atomic(path, result.to_dict())
+
+
+def write_pair_result(result: Any, path: str | os.PathLike[str]) -> Path:
+    """Write a :class:`~robustness._pairs_eval.PairResult` to ``path`` (JSON) and its
+    predictions beside it (``labels`` and ``predictions``; pair ``k`` has class
+    ``k % K``), both atomically.
+
+    Raises:
+        ValueError: ``result`` carries no predictions.
+    """
+    path = Path(path)
+    if result.predictions is None:
+        raise ValueError("pair result has no predictions to save; evaluate_pairs() attaches them")
+    labels = np.arange(result.num_pairs) % len(result.class_names)
+    _write_npz_atomic(predictions_path(path), {"labels": labels, "predictions": result.predictions})
     return write_json_atomic(path, result.to_dict())
 
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from models import build_model
 from robustness import EvalOptions, ModelRecord, evaluate, evaluate_pairs, write_result
-from robustness._io import _atomic, predictions_path, write_json_atomic
+from robustness._io import write_pair_result
 from transforms import make_sweep
 
 EVIL = "<script>alert(1)</script>"
@@ -44,14 +43,7 @@ def write_pairs(folder: Path, stem: str, *, data, name: str = "pair-net", n: int
     model = _model("pair-net", 3)
     record = ModelRecord(name=name, params=sum(p.numel() for p in model.parameters()))
     result = evaluate_pairs(model, data, num_pairs=n, seed=0, record=record)
-    path = folder / f"{stem}.json"
-    labels = np.arange(n) % len(result.class_names)
-    _atomic(
-        predictions_path(path),
-        lambda f: np.savez_compressed(f, labels=labels, predictions=result.predictions),
-    )
-    write_json_atomic(path, result.to_dict())
-    return path
+    return write_pair_result(result, folder / f"{stem}.json")
 
 
 def load_json(path: Path) -> dict:

@@ -64,3 +64,26 @@ def test_round_trip_and_files(small, tiny, tmp_path):
 
     with pytest.raises(EvalInputError, match=r"schema is 'other/1'; expected 'geomrobust.eval/1'"):
         load_result(bad)
+
+
+def test_pair_result_round_trips_through_its_files(tmp_path, small):
+    import torch
+
+    from models import build_model
+    from robustness import evaluate_pairs
+    from robustness._io import predictions_path, write_pair_result
+    from robustness._pairs_eval import PairResult
+
+    torch.manual_seed(0)
+    result = evaluate_pairs(build_model("pair-net").eval(), small, num_pairs=30, seed=1)
+    path = write_pair_result(result, tmp_path / "pairs.json")
+    data = json.loads(path.read_text())
+    with np.load(predictions_path(path)) as npz:
+        assert np.array_equal(npz["labels"], np.arange(30) % 7)
+        back = PairResult.from_dict(data, predictions=npz["predictions"])
+    assert back == result
+    assert np.array_equal(back.predictions, result.predictions)
+    assert back.to_dict() == result.to_dict()
+    data["schema"] = "geomrobust.eval/1"
+    with pytest.raises(ValueError, match="not a pair-classifier result"):
+        PairResult.from_dict(data)
