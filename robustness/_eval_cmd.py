@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from robustness._errors import UsageError
@@ -23,7 +22,6 @@ from robustness._errors import UsageError
 __all__ = [
     "add_eval_parsers",
     "eval_inputs",
-    "main_for_tests",
     "pairs_inputs",
     "partial_path",
     "resolve_device",
@@ -481,17 +479,3 @@ def run_compare(args: argparse.Namespace) -> int:
         write_json_atomic(args.out, cmp.to_dict())
         print(f"wrote {args.out}")
     return 0
-
-
-def main_for_tests(argv: Sequence[str]) -> int:
-    """Run one of these subcommands as ``geomrobust`` would: the exit status (0, or 2 with
-    ``error: ...`` on stderr for bad input). Argparse errors raise ``SystemExit(2)``."""
-    parser = argparse.ArgumentParser(prog="geomrobust")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_eval_parsers(sub)
-    args = parser.parse_args(list(argv))
-    try:
-        return int(args.handler(args) or 0)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2

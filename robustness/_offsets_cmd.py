@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from robustness._errors import UsageError
 from robustness._eval_cmd import resolve_device
 
-__all__ = ["add_offsets_parser", "main_for_tests", "run_offsets"]
+__all__ = ["add_offsets_parser", "run_offsets"]
 
 log = logging.getLogger("geomrobust")
 
@@ -271,17 +270,3 @@ def run_offsets(args: argparse.Namespace) -> int:
         print(f"{p.scale:6g} {where:>9} {pred:>5} {sp.spread_px:10.2f} {ratio:10.2f}")
     print(f"wrote {out} ({len(panels)} {'panels' if suffix == '.png' else 'frames'})")
     return 0
-
-
-def main_for_tests(argv: Sequence[str]) -> int:
-    """Run ``offsets`` as ``geomrobust`` would: the exit status (0, or 2 with ``error: ...``
-    on stderr for bad input). Argparse errors raise ``SystemExit(2)``."""
-    parser = argparse.ArgumentParser(prog="geomrobust")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_offsets_parser(sub)
-    args = parser.parse_args(list(argv))
-    try:
-        return int(args.handler(args) or 0)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2

@@ -20,7 +20,8 @@ from reports._offsets import (
     trace_chain,
     track_position,
 )
-from robustness._offsets_cmd import _scales, main_for_tests
+from robustness._offsets_cmd import _scales
+from robustness.cli import main as run_cli
 
 
 def _set_constant(block: DeformConv2dBlock, dy: float, dx: float, mask_logit: float = 0.0):
@@ -221,13 +222,13 @@ def test_default_scales_are_the_scale_sweep():
 
 def test_cli_writes_png_and_gif(tmp_path, capsys):
     png = tmp_path / "o.png"
-    assert main_for_tests([*_REF, "--index", "3", "--scales", "0.5,1.5", "--out", str(png)]) == 0
+    assert run_cli([*_REF, "--index", "3", "--scales", "0.5,1.5", "--out", str(png)]) == 0
     with Image.open(png) as im:
         assert im.format == "PNG"
         assert min(im.size) > 300
     gif = tmp_path / "sub" / "o.gif"
     argv = [*_REF, "--index", "3", "--scales", "0.6:1.4:0.4", "--out", str(gif)]
-    assert main_for_tests([*argv, "--position", "max", "--layer", "conv4"]) == 0
+    assert run_cli([*argv, "--position", "max", "--layer", "conv4"]) == 0
     with Image.open(gif) as im:
         assert im.format == "GIF"
         assert im.n_frames == 3
@@ -253,7 +254,7 @@ def test_cli_errors(tmp_path, capsys, extra, message):
     (tmp_path / "exists.png").write_bytes(b"x")
     argv = [*_REF, "--out", str(tmp_path / "o.png")]
     argv += [e.format(tmp=tmp_path) for e in extra]
-    assert main_for_tests(argv) == 2
+    assert run_cli(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ")
     assert len(err.strip().splitlines()) == 1

@@ -34,8 +34,8 @@ from robustness._distributed import (
     threads_per_rank,
 )
 from robustness._errors import UsageError
-from robustness._eval_cmd import main_for_tests
 from robustness._io import PartialStore
+from robustness.cli import main as run_cli
 
 needs_gloo = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="needs torch.distributed gloo"
@@ -123,7 +123,7 @@ def _eval_args(hook: Path, out: Path, *extra: str) -> list[str]:
 def _single(args: list[str], hook: Path, monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(hook))
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert main_for_tests(args) == 0
+    assert run_cli(args) == 0
 
 
 def _assert_same_result(a: Path, b: Path) -> dict:
