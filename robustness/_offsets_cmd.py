@@ -173,15 +173,8 @@ def _deformable_refs() -> list[str]:
 
 def run_offsets(args: argparse.Namespace) -> int:
     from models import CheckpointError
-    from reports._offsets import (
-        OffsetPanel,
-        deformable_layers,
-        offsets_figure,
-        offsets_frames,
-        sampling_points,
-        track_position,
-        write_gif,
-    )
+    from reports._offsets import deformable_layers, sampling_points, track_position
+    from reports._offsets_draw import OffsetPanel, offsets_figure, offsets_frames, write_gif
     from robustness._checkpoints import load_for_eval
     from transforms import scale
     from transforms.datasets import load_dataset

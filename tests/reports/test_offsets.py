@@ -12,14 +12,8 @@ from PIL import Image
 from torch import nn
 
 from models import DeformConv2dBlock
-from reports._offsets import (
-    OffsetPanel,
-    offsets_figure,
-    offsets_frames,
-    sampling_points,
-    trace_chain,
-    track_position,
-)
+from reports._offsets import sampling_points, trace_chain, track_position
+from reports._offsets_draw import OffsetPanel, offsets_figure, offsets_frames
 from robustness._offsets_cmd import _scales
 from robustness.cli import main as run_cli
 
