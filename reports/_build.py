@@ -124,7 +124,8 @@ def _flops(entry: EvalEntry, data) -> int | None:
     import torch
 
     from models import count_flops, get_model_info, load_checkpoint
-    from robustness._checkpoints import file_sha256, resolve_checkpoint_path
+    from robustness._checkpoints import resolve_checkpoint_path
+    from transforms.datasets import file_sha256
 
     r = entry.result
     shape = tuple(data.image_shape) if data is not None else _KNOWN_SHAPES.get(r.data.dataset)
@@ -267,7 +268,9 @@ def _group_figures(
 
 
 def _figure_count(groups: Sequence[Group]) -> int:
-    return sum(len(_AXES) + 4 * len(g.entries) + len(g.entries) - 1 + 1 for g in groups)
+    # Per group: the curves, and per model a heatmap, a confusion figure and a gallery, a
+    # difference map for each model after the first, and the per-class drop.
+    return sum(len(_AXES) + 4 * len(g.entries) for g in groups)
 
 
 def build_report(
@@ -328,9 +331,14 @@ def build_report(
         with bar:
             writer = _FigureWriter(fig_dir, bar.update)
             sections = []
+            flops_of: dict[tuple[str, str], int | None] = {}
             for group in groups:
                 figs = _group_figures(group, writer, colours, data_cache, examples, model_index)
-                flops = {e.label: _flops(e, data_cache.get(e)) for e in group.entries}
+                for e in group.entries:  # a model's checkpoint is read once per image shape
+                    key = (e.label, e.result.data.dataset)
+                    if key not in flops_of:
+                        flops_of[key] = _flops(e, data_cache.get(e))
+                flops = {e.label: flops_of[(e.label, e.result.data.dataset)] for e in group.entries}
                 sections.append(GroupSection(group, model_table(group, flops), figs))
             pairs = None
             if pair_entries:

@@ -7,7 +7,6 @@ channels and classes, the normalisation to use, and what had to be assumed.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -20,7 +19,7 @@ from torch import nn
 
 from robustness._eval_errors import EvalInputError
 from robustness._results import ModelRecord
-from transforms.datasets import ImageDataset
+from transforms.datasets import ImageDataset, file_sha256
 
 __all__ = ["LoadedModel", "load_for_eval", "resolve_checkpoint_path"]
 
@@ -45,15 +44,6 @@ def resolve_checkpoint_path(spec: str | os.PathLike[str]) -> Path:
         return resolve_ref(text)
     except ValueError as exc:
         raise EvalInputError(f"{exc} Or pass a checkpoint file path instead.") from None
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True, eq=False)

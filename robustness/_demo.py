@@ -173,7 +173,7 @@ def _evaluate(ckpts: dict[str, Path], test, folder: Path, device, progress: bool
     from tqdm import tqdm
 
     from robustness._checkpoints import load_for_eval
-    from robustness._engine import EvalOptions, evaluate
+    from robustness._engine import EvalOptions, evaluate, work_rows
     from robustness._io import write_result
     from transforms import get_sweep
 
@@ -183,7 +183,7 @@ def _evaluate(ckpts: dict[str, Path], test, folder: Path, device, progress: bool
         for name, ckpt in ckpts.items():
             loaded = load_for_eval(ckpt, data=test, device=device)
             options = EvalOptions(mean=loaded.record.mean, std=loaded.record.std)
-            total = (len(sweep) + 1) * len(test)
+            total = len(work_rows(sweep)[0]) * len(test)
             with tqdm(
                 total=total,
                 desc=f"eval {name} {sweep_name}",

@@ -21,7 +21,7 @@ from ._errors import (
     DatasetNotFoundError,
     UnsafePickleError,
 )
-from ._fingerprint import DataFingerprint, FileDigest, array_sha256
+from ._fingerprint import DataFingerprint, FileDigest, array_sha256, file_sha256
 from ._mnist import FASHION_MNIST_CLASSES, MNIST_CLASSES, load_fashion_mnist, load_mnist
 from ._pairs import PairClass, PairConfig, TransformPairs
 from ._registry import DatasetInfo, Split, dataset_info, list_datasets, load_dataset
@@ -54,6 +54,7 @@ __all__ = [
     "UnsafePickleError",
     "array_sha256",
     "dataset_info",
+    "file_sha256",
     "list_datasets",
     "load_cifar10",
     "load_dataset",

@@ -26,6 +26,7 @@ from .._options import Interpolation, Padding, parse_choice
 from .._sweeps import Sweep
 from ._dataset import ImageDataset
 from ._errors import DatasetFormatError, DatasetNotFoundError
+from ._fingerprint import file_sha256
 from ._pairs import PairClass, TransformPairs
 
 __all__ = [
@@ -122,14 +123,6 @@ class TransformedDataset(torch.utils.data.Dataset):
 def quantise(images: Tensor) -> np.ndarray:
     """Float images in [0, 1] to uint8 as stored: ``round_half_even(clamp(x, 0, 1) · 255)``."""
     return torch.round(images.clamp(0.0, 1.0) * 255.0).to(torch.uint8).numpy()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def materialise(
@@ -234,7 +227,7 @@ def _finish(folder: Path, files: dict, arrays: dict, fields: dict[str, Any]) -> 
     for fname, (shape, dtype) in files.items():
         os.replace(folder / f".{fname}.part", folder / fname)
         digests[fname] = {
-            "sha256": _sha256(folder / fname),
+            "sha256": file_sha256(folder / fname),
             "shape": list(shape),
             "dtype": np.dtype(dtype).name,
         }
@@ -282,7 +275,7 @@ def verify_materialised(out: str | os.PathLike[str]) -> dict[str, Any]:
         file = folder / fname
         if not file.is_file():
             raise DatasetNotFoundError(f"{file} is listed in {MANIFEST} but missing", path=file)
-        if _sha256(file) != info["sha256"]:
+        if file_sha256(file) != info["sha256"]:
             bad.append(fname)
     if bad:
         raise DatasetFormatError(
