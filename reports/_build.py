@@ -301,10 +301,6 @@ def build_report(
     Raises:
         ReportError: unreadable or incompatible inputs, or an earlier report in ``out``.
     """
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "svg", "pdf"):
-        matplotlib.use("Agg")
     from tqdm import tqdm
 
     from reports._figures import model_colours

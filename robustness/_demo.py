@@ -255,10 +255,6 @@ def _pairs(args, train, test, out: Path, device, progress: bool) -> Path:
 def _draw_sweeps(test, out: Path) -> None:
     """Draw the scale, rotation and translation sweeps on one test image of each of four
     digits: a picture of the convention (positive angles counter-clockwise)."""
-    import matplotlib
-
-    if matplotlib.get_backend().lower() != "agg":
-        matplotlib.use("Agg")
     import torch
     from matplotlib.figure import Figure
 
