@@ -17,20 +17,13 @@ Usage: ``python benchmarks/dcn.py [--quick] [--threads N]``
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import nn
 
-# benchmarks/transforms.py is named like the transforms package: keep this folder off the
-# import path so that ``import models`` (which imports transforms) finds the package.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-from models import DeformConv2dBlock, build_model, get_model_info  # noqa: E402
+from geomrobust.models import DeformConv2dBlock, build_model, get_model_info
 
 
 def _time(fn: Callable[[], object], *, repeats: int, warmup: int = 1) -> float:

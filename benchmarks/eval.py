@@ -2,8 +2,8 @@
 
 The scaled-MNIST sweep (11 scales, 0.5 to 1.5) on 10,000 images through ``mnist-cnn``
 (``ref:mnist-cnn`` if the reference checkpoint exists, else an untrained one): the engine
-(``robustness.evaluate``: warp, normalise, forward, argmax, metrics) against the same number
-of bare forward passes of the unwarped images in the same batches. Both are timed
+(``geomrobust.robustness.evaluate``: warp, normalise, forward, argmax, metrics) against the same
+number of bare forward passes of the unwarped images in the same batches. Both are timed
 alternately, best of ``--repeats``, so load from other jobs hits both alike.
 
 Images: MNIST's test split with ``--data-root DIR``; otherwise the embedded digits (1,797
@@ -23,18 +23,17 @@ import sys
 import time
 from pathlib import Path
 
-# This folder holds benchmarks/transforms.py, named like the package: drop it from the
-# import path so that ``import transforms`` finds the package, and put the repo root first.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 
 def _data(n: int, data_root: Path | None):
-    from transforms.datasets import DataFingerprint, ImageDataset, array_sha256, load_dataset
+    from geomrobust.transforms.datasets import (
+        DataFingerprint,
+        ImageDataset,
+        array_sha256,
+        load_dataset,
+    )
 
     if data_root is not None:
         source = load_dataset("mnist", split="test", root=data_root)
@@ -54,10 +53,10 @@ def _data(n: int, data_root: Path | None):
 
 
 def _model(data):
-    from models import build_model
-    from robustness._checkpoints import list_refs, load_for_eval
+    from geomrobust.models import build_model, list_refs
+    from geomrobust.robustness import load_for_eval
 
-    if "mnist-cnn" in list_refs():
+    if "mnist-cnn" in {ref.name for ref in list_refs()}:
         loaded = load_for_eval("ref:mnist-cnn", data=data)
         return loaded.model, loaded.record.mean, loaded.record.std, "ref:mnist-cnn"
     torch.manual_seed(0)
@@ -81,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from robustness import EvalOptions, evaluate
-    from transforms import get_sweep
+    from geomrobust.robustness import EvalOptions, evaluate
+    from geomrobust.transforms import get_sweep
 
     n = args.images or (600 if args.quick else 10_000)
     repeats = args.repeats or (4 if args.quick else 3)

@@ -1,8 +1,8 @@
 """One sweep on one process against the same sweep on two ``torchrun`` ranks, end to end.
 
 ``ref:mnist-cnn`` on the embedded ``digits`` split under the ``scale-rotation`` sweep (275
-points) by the CLI, as a user runs it: once as ``python -m robustness eval --threads 2``
-and once as ``python -m torch.distributed.run --nproc-per-node 2 -m robustness eval
+points) by the CLI, as a user runs it: once as ``python -m geomrobust eval --threads 2``
+and once as ``python -m torch.distributed.run --nproc-per-node 2 -m geomrobust eval
 --threads 1``, so both use two threads in all. The wall times include process start-up
 (imports, loading the checkpoint and data), which the second pays in parallel ranks; the
 engine's own time (``run.elapsed_s``) is printed too. Runs alternate, best of
@@ -26,13 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-# This folder holds benchmarks/transforms.py, named like the package: drop it from the
-# import path so that ``import transforms`` finds the package, and put the repo root first.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 _LAUNCH_VARS = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_PORT")
 
@@ -44,9 +38,7 @@ def _free_port() -> int:
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _LAUNCH_VARS}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_HERE.parent), env.get("PYTHONPATH")]))
-    return env
+    return {k: v for k, v in os.environ.items() if k not in _LAUNCH_VARS}
 
 
 def _run(cmd: list[str], out: Path) -> tuple[float, dict]:
@@ -102,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             "--no-progress",
             "--force",
         ]
-        single = [sys.executable, "-m", "robustness", "eval", *common, "--threads", "2"]
+        single = [sys.executable, "-m", "geomrobust", "eval", *common, "--threads", "2"]
         single += ["--out", str(one)]
 
         def ranks() -> list[str]:
@@ -117,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--master-port",
                 str(_free_port()),
                 "-m",
-                "robustness",
+                "geomrobust",
                 "eval",
                 *common,
                 "--threads",

@@ -3,10 +3,10 @@
 For 10,000 MNIST-size (1×28×28) and 2,000 CIFAR-size (3×32×32) images with per-image random
 scale, angle and shift, times:
 
-* ``torchvision per-image``: v1 ``transforms.functional.affine`` on PIL images, then
+* ``torchvision per-image``: v1 ``torchvision.transforms.functional.affine`` on PIL images, then
   ``to_tensor`` and ``stack`` (the classic dataset pipeline);
 * ``kornia batched``: ``kornia.geometry.transform.warp_affine`` on the float batch (context);
-* ``geomrobust batched``: :func:`transforms.affine` with ``(B,)`` parameters;
+* ``geomrobust batched``: :func:`geomrobust.transforms.affine` with ``(B,)`` parameters;
 * ``geomrobust one point``: one transform for the whole batch (the sweeps' case).
 
 Prints images/s for each and, last, ``speedup_vs_torchvision_per_image: X.X``: the smaller of
@@ -18,18 +18,11 @@ Usage: ``python benchmarks/transforms.py [--quick] [--threads N] [--repeats N]``
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
-
-# This script is named like the package it measures: drop its own folder from the import path
-# so that ``import transforms`` finds the package, not this file.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 
 def _best_rate(fn: Callable[[], object], n_images: int, repeats: int) -> float:
@@ -47,7 +40,7 @@ def _bench_dataset(name: str, n: int, c: int, size: int, repeats: int, batch: in
     import torchvision.transforms.functional as TF
     from PIL import Image
 
-    from transforms import AffineSampler, ShiftDistribution, affine
+    from geomrobust.transforms import AffineSampler, ShiftDistribution, affine
 
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, size=(n, size, size, c), dtype=np.uint8)

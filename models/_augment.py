@@ -2,8 +2,9 @@
 
 ``"scale=0.5:1.5,rotation=-30:30,shift=-2:2"`` means: zoom factors uniform in [0.5, 1.5],
 angles uniform in [-30°, 30°], and shifts uniform in [-2, 2] px along x and along y, each
-drawn per image from ``(seed, epoch, dataset index)`` by :class:`transforms.AffineSampler`
-(so a resumed run draws the same parameters, and the global RNG is never touched).
+drawn per image from ``(seed, epoch, dataset index)`` by
+:class:`geomrobust.transforms.AffineSampler` (so a resumed run draws the same parameters, and the
+global RNG is never touched).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from torch import Tensor
 
-from transforms import AffineSampler, RandomAffine, ShiftDistribution
+from geomrobust.transforms import AffineSampler, RandomAffine, ShiftDistribution
 
 __all__ = ["AugmentSpec", "parse_augment"]
 
@@ -81,7 +82,7 @@ class AugmentSpec:
         return cls(**{k: tuple(v) for k, v in data.items()})
 
     def module(self, *, seed: int) -> RandomAffine:
-        """A :class:`transforms.RandomAffine` drawing from these ranges with ``seed``."""
+        """A :class:`geomrobust.transforms.RandomAffine` drawing from these ranges with ``seed``."""
         shift = ShiftDistribution.box(self.shift_px, self.shift_px)
         sampler = AffineSampler(
             scale=self.scale, angle_deg=self.angle_deg, shift=shift, generator=seed

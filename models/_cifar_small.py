@@ -6,7 +6,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ._common import ConvFactory, check_images, check_int, deform_factory, make_head
+from ._common import ConvFactory, check_images, check_int, make_head
+from ._deform import deform_factory
 from ._registry import register_model
 
 __all__ = ["CifarSmall"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -15,7 +14,6 @@ __all__ = [
     "check_images",
     "check_int",
     "check_pair",
-    "deform_factory",
     "make_head",
 ]
 
@@ -126,25 +124,6 @@ def make_head(
     if num_classes == 0:
         return nn.Identity()
     return nn.Linear(in_features, num_classes, device=device, dtype=dtype)
-
-
-def deform_factory(
-    *,
-    modulated: bool,
-    offset_bound: float | None = None,
-    offset_bound_frac: float | None = None,
-) -> ConvFactory:
-    """A :class:`ConvFactory` building :class:`DeformConv2dBlock` with these options."""
-    from ._deform import DeformConv2dBlock
-
-    if not isinstance(modulated, bool):
-        raise TypeError(f"modulated must be a bool; got {modulated!r}")
-    return functools.partial(
-        DeformConv2dBlock,
-        modulated=modulated,
-        offset_bound=offset_bound,
-        offset_bound_frac=offset_bound_frac,
-    )
 
 
 def resolve_device(device: Any) -> torch.device:

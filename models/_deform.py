@@ -9,6 +9,7 @@ orders).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -18,10 +19,10 @@ import torchvision.ops
 from torch import Tensor, nn
 from torch.nn import init
 
-from ._common import check_bound, check_int, check_pair, resolve_device
+from ._common import ConvFactory, check_bound, check_int, check_pair, resolve_device
 from ._deform_native import deform_conv2d_native
 
-__all__ = ["DEFORM_IMPLS", "DeformConv2dBlock"]
+__all__ = ["DEFORM_IMPLS", "DeformConv2dBlock", "deform_factory"]
 
 DeformFn = Callable[..., Tensor]
 
@@ -285,3 +286,21 @@ class DeformConv2dBlock(nn.Module):
         if self.impl != "torchvision":
             parts.append(f"impl={self.impl!r}")
         return ", ".join(parts)
+
+
+def deform_factory(
+    *,
+    modulated: bool,
+    offset_bound: float | None = None,
+    offset_bound_frac: float | None = None,
+) -> ConvFactory:
+    """A :class:`~geomrobust.models._common.ConvFactory` building :class:`DeformConv2dBlock`
+    with these options: the one change that turns a regular network into its DCN twin."""
+    if not isinstance(modulated, bool):
+        raise TypeError(f"modulated must be a bool; got {modulated!r}")
+    return functools.partial(
+        DeformConv2dBlock,
+        modulated=modulated,
+        offset_bound=offset_bound,
+        offset_bound_frac=offset_bound_frac,
+    )

@@ -1,7 +1,7 @@
 """Modulated deformable convolution in plain PyTorch operations, designed for CPU throughput.
 
 Same contract and offset layout as ``torchvision.ops.deform_conv2d`` (see
-:class:`models.DeformConv2dBlock`), computed as:
+:class:`geomrobust.models.DeformConv2dBlock`), computed as:
 
 1. sampling positions ``p = base + offset`` for every output pixel and tap, their four
    bilinear corners as row indices into the channels-last input ``(B·H·W, C)`` and the
@@ -54,10 +54,10 @@ def _sampling(x_shape, offset: Tensor, mask: Tensor | None, geometry):
     base_y, base_x = _base_positions(
         ho, wo, kh, kw, stride, padding, dilation, device=offset.device, dtype=offset.dtype
     )
-    off = offset.view(b, groups, k, 2, ho * wo)  # torchvision's layout: (dy, dx) per tap
+    off = offset.reshape(b, groups, k, 2, ho * wo)  # torchvision's layout: (dy, dx) per tap
     py, px = base_y + off[:, :, :, 0], base_x + off[:, :, :, 1]  # (B, G, K, L)
     in_image = ((py > -1) & (py < h) & (px > -1) & (px < w)).to(offset.dtype)
-    inside = in_image if mask is None else in_image * mask.view(b, groups, k, ho * wo)
+    inside = in_image if mask is None else in_image * mask.reshape(b, groups, k, ho * wo)
     py, px = py.clamp(-1, h), px.clamp(-1, w)
     y0, x0 = torch.floor(py), torch.floor(px)
     ly, lx = py - y0, px - x0

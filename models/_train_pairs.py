@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from transforms.datasets import ImageDataset, PairClass, PairConfig, TransformPairs
+from geomrobust.transforms.datasets import ImageDataset, PairClass, PairConfig, TransformPairs
 
 from ._meta import CheckpointMeta
 from ._train_config import (

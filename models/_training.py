@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from transforms import get_sweep, warp
-from transforms.datasets import ImageDataset
+from geomrobust.transforms import get_sweep, warp
+from geomrobust.transforms.datasets import ImageDataset
 
 from ._meta import CheckpointMeta
 from ._registry import build_model
@@ -87,7 +87,7 @@ def evaluate_scale_sweep(
     """Accuracy at every point of the ``scale`` preset sweep (0.5 to 1.5, 11 points).
 
     Each point warps the [0, 1] images (bilinear, zero padding, about the centre; see
-    :func:`transforms.warp`), then normalises them.
+    :func:`geomrobust.transforms.warp`), then normalises them.
 
     Returns:
         ``{"accuracy": clean accuracy (scale 1.0), "scales": [...], "scale_accuracy":

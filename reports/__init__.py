@@ -5,9 +5,16 @@ into a folder with ``index.html`` (self-contained), ``report.md``, ``summary.csv
 per model × point) and ``figures/`` (PNG and SVG).
 """
 
-from reports._build import REPORT_FILES, ReportFiles, build_report
-from reports._inputs import EvalEntry, Group, PairEntry, ReportError, group_results, load_inputs
-from reports._tables import SUMMARY_COLUMNS, model_table, summary_rows
+from geomrobust.reports._build import REPORT_FILES, ReportFiles, build_report
+from geomrobust.reports._inputs import (
+    EvalEntry,
+    Group,
+    PairEntry,
+    ReportError,
+    group_results,
+    load_inputs,
+)
+from geomrobust.reports._tables import SUMMARY_COLUMNS, model_table, summary_rows
 
 __all__ = [
     "REPORT_FILES",

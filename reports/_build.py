@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reports._document import FigureRecord, GroupSection, PairSection, ReportDocument
-from reports._html import render_html
-from reports._inputs import EvalEntry, Group, ReportError, group_results, load_inputs
-from reports._markdown import render_markdown
-from reports._tables import model_table, pair_table, summary_csv, summary_rows
+from geomrobust.reports._document import FigureRecord, GroupSection, PairSection, ReportDocument
+from geomrobust.reports._html import render_html
+from geomrobust.reports._inputs import EvalEntry, Group, ReportError, group_results, load_inputs
+from geomrobust.reports._markdown import render_markdown
+from geomrobust.reports._tables import model_table, pair_table, summary_csv, summary_rows
 
 __all__ = ["REPORT_FILES", "ReportFiles", "build_report"]
 
@@ -77,7 +77,7 @@ class _DataCache:
         self.notes: list[str] = []
 
     def get(self, entry: EvalEntry):
-        from transforms.datasets import DatasetError, load_dataset
+        from geomrobust.transforms.datasets import DatasetError, load_dataset
 
         d = entry.result.data
         key = (d.dataset, d.split, str(d.fingerprint.get("images_sha256")))
@@ -123,9 +123,9 @@ def _flops(entry: EvalEntry, data) -> int | None:
     matches the recorded sha256, else from the registry entry at the data's image shape."""
     import torch
 
-    from models import count_flops, get_model_info, load_checkpoint
-    from robustness._checkpoints import resolve_checkpoint_path
-    from transforms.datasets import file_sha256
+    from geomrobust.models import count_flops, get_model_info, load_checkpoint
+    from geomrobust.robustness import resolve_checkpoint_path
+    from geomrobust.transforms.datasets import file_sha256
 
     r = entry.result
     shape = tuple(data.image_shape) if data is not None else _KNOWN_SHAPES.get(r.data.dataset)
@@ -166,7 +166,7 @@ class _FigureWriter:
         self.written: list[Path] = []
 
     def add(self, target: list[FigureRecord], fig, stem: str, title: str, caption: str) -> None:
-        from reports._figures import save_figure
+        from geomrobust.reports._figures import save_figure
 
         self.progress()
         if fig is None:
@@ -196,7 +196,7 @@ def _group_figures(
     examples: int,
     model_index: dict[str, int],
 ) -> list[FigureRecord]:
-    from reports import _figures as F
+    from geomrobust.reports import _figures as F
 
     figs: list[FigureRecord] = []
     named = [(e.label, e.result) for e in group.entries]
@@ -303,8 +303,8 @@ def build_report(
     """
     from tqdm import tqdm
 
-    from reports._figures import model_colours
-    from robustness import __version__
+    from geomrobust import __version__
+    from geomrobust.reports._figures import model_colours
 
     if not 1 <= examples <= 32:
         raise ReportError(f"examples must be in 1..32; got {examples}")
@@ -377,7 +377,7 @@ def build_report(
 
 
 def _pair_section(entries, writer: _FigureWriter, colours, model_index) -> PairSection:
-    from reports import _figures as F
+    from geomrobust.reports import _figures as F
 
     figs: list[FigureRecord] = []
     for e in entries:

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reports._inputs import Group
-from reports._tables import ModelRow
+from geomrobust.reports._inputs import Group
+from geomrobust.reports._tables import ModelRow
 
 __all__ = [
     "FigureRecord",

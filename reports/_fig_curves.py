@@ -11,7 +11,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MultipleLocator
 
-from reports._fig_style import (
+from geomrobust.reports._fig_style import (
     _GREY,
     WIDTH_IN,
     _check_labelled,
@@ -27,8 +27,7 @@ from reports._fig_style import (
     _style,
     _titles,
 )
-from robustness._pairs_eval import PairResult
-from robustness._results import EvalResult, PointResult
+from geomrobust.robustness import EvalResult, PairResult, PointResult
 
 # axis -> panels; panel -> (axis label, identity value, title word)
 _CURVE_AXES = {"scale": ("scale",), "angle": ("angle",), "shift": ("shift_x", "shift_y")}

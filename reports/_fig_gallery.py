@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from reports._fig_style import (
+from geomrobust.reports._fig_style import (
     RIGHT,
     WIDTH_IN,
     WRONG,
@@ -21,9 +21,9 @@ from reports._fig_style import (
     _titles,
     _worst_point,
 )
-from robustness._results import EvalResult
-from transforms import AffineParams, warp
-from transforms.datasets import ImageDataset
+from geomrobust.robustness import EvalResult
+from geomrobust.transforms import AffineParams, warp
+from geomrobust.transforms.datasets import ImageDataset
 
 # --------------------------------------------------------------------------- gallery
 
@@ -91,7 +91,7 @@ def gallery(
     cells get a red frame and a red title. Examples are chosen without randomness: first
     images the model gets right untransformed but wrong at some shown point, then others,
     taking classes in turn. Images are warped with the result's interpolation, padding and
-    fill through :func:`transforms.warp`, the engine's call.
+    fill through :func:`geomrobust.transforms.warp`, the engine's call.
 
     Args:
         result: The evaluation, with predictions.

@@ -12,7 +12,7 @@ from matplotlib import patheffects
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from reports._fig_style import (
+from geomrobust.reports._fig_style import (
     _ROW_SHARE,
     WIDTH_IN,
     _check_labelled,
@@ -28,9 +28,7 @@ from reports._fig_style import (
     _titles,
     _worst_point,
 )
-from robustness._metrics import mcnemar_exact
-from robustness._pairs_eval import PairResult
-from robustness._results import EvalResult
+from geomrobust.robustness import EvalResult, PairResult, mcnemar_exact
 
 # --------------------------------------------------------------------------- heatmaps
 

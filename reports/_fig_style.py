@@ -17,8 +17,8 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from robustness._results import EvalResult, PointResult
-from transforms import AffineParams
+from geomrobust.robustness import EvalResult, PointResult
+from geomrobust.transforms import AffineParams
 
 Colour = tuple[float, float, float]
 

@@ -17,19 +17,19 @@ confusion matrices) and ``_fig_gallery`` (example images).
 
 from __future__ import annotations
 
-from reports._fig_curves import accuracy_curve, pair_recall, per_class_drop
-from reports._fig_gallery import gallery
-from reports._fig_matrices import (
+from geomrobust.reports._fig_curves import accuracy_curve, pair_recall, per_class_drop
+from geomrobust.reports._fig_gallery import gallery
+from geomrobust.reports._fig_matrices import (
     confusion_matrices,
     heatmap_difference,
     pair_confusion,
     scale_rotation_heatmap,
 )
-from reports._fig_style import RIGHT as RIGHT
-from reports._fig_style import WIDTH_IN as WIDTH_IN
-from reports._fig_style import WRONG as WRONG
-from reports._fig_style import Colour as Colour
-from reports._fig_style import model_colours, save_figure
+from geomrobust.reports._fig_style import RIGHT as RIGHT
+from geomrobust.reports._fig_style import WIDTH_IN as WIDTH_IN
+from geomrobust.reports._fig_style import WRONG as WRONG
+from geomrobust.reports._fig_style import Colour as Colour
+from geomrobust.reports._fig_style import model_colours, save_figure
 
 __all__ = [
     "accuracy_curve",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from reports._document import (
+from geomrobust.reports._document import (
     FigureRecord,
     GroupSection,
     PairSection,

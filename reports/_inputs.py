@@ -14,10 +14,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from robustness._eval_errors import EvalInputError
-from robustness._io import load_result, predictions_path
-from robustness._pairs_eval import PAIRS_SCHEMA, PairResult
-from robustness._results import EVAL_SCHEMA, EvalResult
+from geomrobust.robustness import (
+    EVAL_SCHEMA,
+    PAIRS_SCHEMA,
+    EvalInputError,
+    EvalResult,
+    PairResult,
+    load_pair_result,
+    load_result,
+    predictions_path,
+)
 
 __all__ = ["EvalEntry", "Group", "PairEntry", "ReportError", "group_results", "load_inputs"]
 
@@ -95,22 +101,11 @@ def _load_eval(path: Path) -> EvalResult:
         raise ReportError(str(exc)) from None
 
 
-def _load_pairs(path: Path, data: dict) -> PairResult:
+def _load_pairs(path: Path) -> PairResult:
     try:
-        result = PairResult.from_dict(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ReportError(f"{path} is not a complete pair-classifier result: {exc}") from None
-    pred_file = predictions_path(path)
-    if pred_file.exists():
-        import numpy as np
-
-        try:
-            with np.load(pred_file) as npz:
-                predictions = npz["predictions"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise ReportError(f"{pred_file} cannot be read ({exc}); rerun eval-pairs") from None
-        result = PairResult.from_dict(data, predictions=predictions)
-    return result
+        return load_pair_result(path)
+    except EvalInputError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def _identity(result: EvalResult | PairResult, path: Path) -> tuple[str, str]:
@@ -187,7 +182,7 @@ def load_inputs(
                     "and example gallery are left out"
                 )
         elif schema == PAIRS_SCHEMA:
-            result = _load_pairs(path, data)
+            result = _load_pairs(path)
         else:
             raise ReportError(
                 f"{path} has schema {schema!r}; a report takes {EVAL_SCHEMA!r} results "

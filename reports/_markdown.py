@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reports._document import (
+from geomrobust.reports._document import (
     FigureRecord,
     GroupSection,
     PairSection,

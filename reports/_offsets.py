@@ -1,15 +1,15 @@
 """Where a deformable layer samples the input: the DCN sampling-location figure, across scales.
 
-For one output position of a deformable layer (:class:`models.DeformConv2dBlock`) this
+For one output position of a deformable layer (:class:`geomrobust.models.DeformConv2dBlock`) this
 module computes the input-pixel coordinates of its sampling points, at several scales of the
-same image; :mod:`reports._offsets_draw` draws them on the image, as the DCN papers do (Dai et
-al. 2017, fig. 5; Zhu et al. 2019, fig. 1), so the reader sees whether the sampling grid
+same image; :mod:`geomrobust.reports._offsets_draw` draws them on the image, as the DCN papers do
+(Dai et al. 2017, fig. 5; Zhu et al. 2019, fig. 1), so the reader sees whether the sampling grid
 follows the object.
 
 Mapping to input pixels (:func:`sampling_points`):
 
 * A forward pass records the spatial modules in execution order (``nn.Conv2d``,
-  :class:`~models.DeformConv2dBlock`, ``nn.MaxPool2d``, ``nn.AvgPool2d``; the predictors
+  :class:`~geomrobust.models.DeformConv2dBlock`, ``nn.MaxPool2d``, ``nn.AvgPool2d``; the predictors
   inside a deformable block are not separate steps). The path from the input to the chosen
   layer is the chain of those whose input size equals the current size, so a ResNet's
   stride-2 shortcut convolution (which reads the block's input, not the chain's) is skipped.
@@ -30,8 +30,8 @@ Mapping to input pixels (:func:`sampling_points`):
   zero padding.
 
 Across scales (:func:`track_position`): the image is zoomed about its centre ``c`` with
-:func:`transforms.scale`; the output position chosen at scale 1 is followed by mapping its
-window centre ``q`` (in input pixels) to ``c + s·(q - c)`` and back to the nearest position
+:func:`geomrobust.transforms.scale`; the output position chosen at scale 1 is followed by mapping
+its window centre ``q`` (in input pixels) to ``c + s·(q - c)`` and back to the nearest position
 of the layer's output grid (clamped to the grid; the panel says so when that happens).
 """
 
@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from models import DeformConv2dBlock, normalise
+from geomrobust.models import DeformConv2dBlock, normalise
 
 __all__ = [
     "SamplingPoints",
@@ -147,7 +147,8 @@ def _spread(yx: np.ndarray) -> float:
 
 
 def deformable_layers(model: nn.Module) -> list[str]:
-    """Names of the model's :class:`~models.DeformConv2dBlock` modules, in definition order."""
+    """Names of the model's :class:`~geomrobust.models.DeformConv2dBlock` modules, in definition
+    order."""
     return [n for n, m in model.named_modules() if isinstance(m, DeformConv2dBlock)]
 
 
@@ -294,8 +295,8 @@ def sampling_points(
     """The sampling points of one output position of a deformable layer, in input pixels.
 
     Args:
-        model: A model with :class:`~models.DeformConv2dBlock` layers, in eval mode, on the
-            device it should run on (it is neither moved nor switched to eval).
+        model: A model with :class:`~geomrobust.models.DeformConv2dBlock` layers, in eval mode,
+            on the device it should run on (it is neither moved nor switched to eval).
         image: ``(C, H, W)`` or ``(1, C, H, W)`` float image in [0, 1] (not normalised).
         layer: Name of a deformable layer; default: the last one to run.
         position: ``(y, x)`` on the layer's output grid; ``"centre"`` (``((H_out - 1) // 2,

@@ -1,8 +1,9 @@
 """Drawing the DCN sampling-location figure: panels of sampling points over the image.
 
-The points come from :mod:`reports._offsets` (:func:`~reports._offsets.sampling_points`,
-one :class:`~reports._offsets.SamplingPoints` per scale); this module draws them as a grid of
-panels (:func:`offsets_figure`), as same-sized RGB frames (:func:`offsets_frames`) and writes
+The points come from :mod:`geomrobust.reports._offsets`
+(:func:`~geomrobust.reports._offsets.sampling_points`, one
+:class:`~geomrobust.reports._offsets.SamplingPoints` per scale); this module draws them as a grid
+of panels (:func:`offsets_figure`), as same-sized RGB frames (:func:`offsets_frames`) and writes
 those frames as an animated GIF (:func:`write_gif`).
 """
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from torch import Tensor
 
-from reports._offsets import SamplingPoints
+from geomrobust.reports._offsets import SamplingPoints
 
 __all__ = ["OffsetPanel", "offsets_figure", "offsets_frames", "write_gif"]
 

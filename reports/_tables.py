@@ -11,9 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reports._inputs import EvalEntry, Group, PairEntry
-from robustness._compare import compare_results
-from robustness._eval_errors import IncompatibleResultsError
+from geomrobust.reports._inputs import EvalEntry, Group, PairEntry
+from geomrobust.robustness import IncompatibleResultsError, compare_results
 
 __all__ = [
     "SUMMARY_COLUMNS",

@@ -1,61 +1,61 @@
-"""geomrobust: geometric-robustness evaluation of image classifiers (engine, metrics, CLI).
+"""The evaluation package: engine, metrics, results and reading them back, scale-out.
 
-The engine and its records are imported lazily (``robustness.evaluate`` loads torch on first
-use), so ``geomrobust --version`` stays fast.
+The engine and its records are imported lazily (``geomrobust.robustness.evaluate`` loads
+torch on first use), so importing the package stays fast.
 """
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-try:
-    __version__ = version("geomrobust")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
-
 _LAZY = {
-    "evaluate": "robustness._engine",
-    "EvalOptions": "robustness._eval_options",
-    "Shard": "robustness._engine",
-    "ShardResult": "robustness._engine",
-    "plan_shards": "robustness._engine",
-    "run_shard": "robustness._engine",
-    "merge_shards": "robustness._engine",
-    "work_rows": "robustness._engine",
-    "EvalResult": "robustness._results",
-    "PointResult": "robustness._results",
-    "Summary": "robustness._results",
-    "ModelRecord": "robustness._results",
-    "DataRecord": "robustness._results",
-    "TransformRecord": "robustness._results",
-    "Predictions": "robustness._results",
-    "summarise": "robustness._results",
-    "load_result": "robustness._io",
-    "write_result": "robustness._io",
-    "predictions_path": "robustness._io",
-    "compare_results": "robustness._compare",
-    "Comparison": "robustness._compare",
-    "PointComparison": "robustness._compare",
-    "evaluate_pairs": "robustness._pairs_eval",
-    "PairResult": "robustness._pairs_eval",
-    "load_for_eval": "robustness._checkpoints",
-    "LoadedModel": "robustness._checkpoints",
-    "EvalInputError": "robustness._eval_errors",
-    "ResumeError": "robustness._eval_errors",
-    "IncompatibleResultsError": "robustness._eval_errors",
-    "wilson_interval": "robustness._metrics",
-    "confusion_matrix": "robustness._metrics",
-    "mcnemar_exact": "robustness._metrics",
-    "paired_bootstrap_ci": "robustness._metrics",
+    "evaluate": "geomrobust.robustness._engine",
+    "EvalOptions": "geomrobust.robustness._eval_options",
+    "Shard": "geomrobust.robustness._engine",
+    "ShardResult": "geomrobust.robustness._engine",
+    "plan_shards": "geomrobust.robustness._engine",
+    "run_shard": "geomrobust.robustness._engine",
+    "merge_shards": "geomrobust.robustness._engine",
+    "work_rows": "geomrobust.robustness._engine",
+    "EvalResult": "geomrobust.robustness._results",
+    "PointResult": "geomrobust.robustness._results",
+    "Summary": "geomrobust.robustness._results",
+    "ModelRecord": "geomrobust.robustness._results",
+    "DataRecord": "geomrobust.robustness._results",
+    "TransformRecord": "geomrobust.robustness._results",
+    "Predictions": "geomrobust.robustness._results",
+    "summarise": "geomrobust.robustness._results",
+    "load_result": "geomrobust.robustness._io",
+    "load_pair_result": "geomrobust.robustness._io",
+    "write_pair_result": "geomrobust.robustness._io",
+    "write_json_atomic": "geomrobust.robustness._io",
+    "EVAL_SCHEMA": "geomrobust.robustness._results",
+    "PAIRS_SCHEMA": "geomrobust.robustness._pairs_eval",
+    "write_result": "geomrobust.robustness._io",
+    "predictions_path": "geomrobust.robustness._io",
+    "compare_results": "geomrobust.robustness._compare",
+    "Comparison": "geomrobust.robustness._compare",
+    "PointComparison": "geomrobust.robustness._compare",
+    "evaluate_pairs": "geomrobust.robustness._pairs_eval",
+    "PairResult": "geomrobust.robustness._pairs_eval",
+    "load_for_eval": "geomrobust.robustness._checkpoints",
+    "LoadedModel": "geomrobust.robustness._checkpoints",
+    "resolve_checkpoint_path": "geomrobust.robustness._checkpoints",
+    "EvalInputError": "geomrobust.robustness._eval_errors",
+    "ResumeError": "geomrobust.robustness._eval_errors",
+    "IncompatibleResultsError": "geomrobust.robustness._eval_errors",
+    "wilson_interval": "geomrobust.robustness._metrics",
+    "confusion_matrix": "geomrobust.robustness._metrics",
+    "mcnemar_exact": "geomrobust.robustness._metrics",
+    "paired_bootstrap_ci": "geomrobust.robustness._metrics",
 }
 
-__all__ = ["__version__", *sorted(_LAZY)]
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'robustness' has no attribute {name!r}")
+        raise AttributeError(f"module 'geomrobust.robustness' has no attribute {name!r}")
     value = getattr(import_module(module), name)
     globals()[name] = value
     return value

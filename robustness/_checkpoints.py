@@ -1,7 +1,7 @@
 """Turn ``--checkpoint CKPT|ref:NAME [--model NAME]`` into a model ready to evaluate.
 
-Checkpoint errors (:class:`models.CheckpointError`) keep their messages, which already name
-the file and the fix; this module adds what only the evaluation knows: the dataset's
+Checkpoint errors (:class:`geomrobust.models.CheckpointError`) keep their messages, which already
+name the file and the fix; this module adds what only the evaluation knows: the dataset's
 channels and classes, the normalisation to use, and what had to be assumed.
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustness._eval_errors import EvalInputError
-from robustness._results import ModelRecord
-from transforms.datasets import ImageDataset, file_sha256
+from geomrobust.robustness._eval_errors import EvalInputError
+from geomrobust.robustness._results import ModelRecord
+from geomrobust.transforms.datasets import ImageDataset, file_sha256
 
 __all__ = ["LoadedModel", "load_for_eval", "resolve_checkpoint_path"]
 
@@ -30,7 +30,7 @@ REF_PREFIX = "ref:"
 
 def resolve_checkpoint_path(spec: str | os.PathLike[str]) -> Path:
     """A path for ``spec``: a file path, or ``ref:NAME`` (a shipped reference, resolved by
-    :func:`models.resolve_ref`).
+    :func:`geomrobust.models.resolve_ref`).
 
     Raises:
         EvalInputError: an unknown ``ref:`` name (the message lists the shipped ones).
@@ -38,7 +38,7 @@ def resolve_checkpoint_path(spec: str | os.PathLike[str]) -> Path:
     text = os.fspath(spec)
     if not text.startswith(REF_PREFIX):
         return Path(text)
-    from models import resolve_ref
+    from geomrobust.models import resolve_ref
 
     try:
         return resolve_ref(text)
@@ -48,7 +48,7 @@ def resolve_checkpoint_path(spec: str | os.PathLike[str]) -> Path:
 
 @dataclass(frozen=True, eq=False)
 class LoadedModel:
-    """A model ready for :func:`robustness.evaluate`, and what is recorded about it.
+    """A model ready for :func:`geomrobust.robustness.evaluate`, and what is recorded about it.
 
     Attributes:
         model: The model, on the requested device, in eval mode.
@@ -96,7 +96,7 @@ def load_for_eval(
         EvalInputError: channels or class names that disagree with the data, unknown
             ``ref:`` name, or only one of mean/std.
     """
-    from models import count_params, get_model_info, list_models, load_checkpoint
+    from geomrobust.models import count_params, get_model_info, list_models, load_checkpoint
 
     path = resolve_checkpoint_path(checkpoint)
     expected = None if pairs else data.num_classes

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from robustness._eval_errors import IncompatibleResultsError
-from robustness._metrics import mcnemar_exact, paired_bootstrap_ci
-from robustness._results import EvalResult
+from geomrobust.robustness._eval_errors import IncompatibleResultsError
+from geomrobust.robustness._metrics import mcnemar_exact, paired_bootstrap_ci
+from geomrobust.robustness._results import EvalResult
 
 __all__ = ["COMPARE_SCHEMA", "Comparison", "PointComparison", "compare_results"]
 
@@ -165,7 +165,7 @@ def compare_results(
     """Compare ``a`` with ``b`` (A minus B) on their per-image predictions.
 
     Args:
-        a, b: Results with predictions (:func:`robustness.load_result` attaches them).
+        a, b: Results with predictions (:func:`geomrobust.robustness.load_result` attaches them).
         resamples: Bootstrap resamples of the images.
         seed: Seed of the bootstrap's ``numpy.random.Generator``.
 

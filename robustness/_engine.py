@@ -7,7 +7,7 @@ any rank give the same predictions, and :func:`merge_shards` puts counts, confus
 and predictions back together exactly. :func:`evaluate` runs the rows one after another in
 batches of images: memory holds one batch of warped images, whatever the number of points.
 An :class:`EvalPlan` is the checked evaluation that both :func:`evaluate` and the ranks of a
-distributed run (:mod:`robustness._distributed`) run shard by shard.
+distributed run (:mod:`geomrobust.robustness._distributed`) run shard by shard.
 """
 
 from __future__ import annotations
@@ -25,13 +25,19 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from robustness._eval_errors import EvalInputError
-from robustness._eval_options import EvalOptions
-from robustness._io import PartialStore
-from robustness._metrics import confusion_matrix
-from robustness._results import DataRecord, EvalResult, ModelRecord, Predictions, summarise
-from transforms import AffineParams, Sweep, get_sweep, warp
-from transforms.datasets import ImageDataset
+from geomrobust.robustness._eval_errors import EvalInputError
+from geomrobust.robustness._eval_options import EvalOptions
+from geomrobust.robustness._io import PartialStore
+from geomrobust.robustness._metrics import confusion_matrix
+from geomrobust.robustness._results import (
+    DataRecord,
+    EvalResult,
+    ModelRecord,
+    Predictions,
+    summarise,
+)
+from geomrobust.transforms import AffineParams, Sweep, get_sweep, warp
+from geomrobust.transforms.datasets import ImageDataset
 
 __all__ = [
     "EvalOptions",
@@ -283,7 +289,7 @@ def weights_digest(model: nn.Module) -> str:
 
 
 def _default_record(model: nn.Module, options: EvalOptions, num_classes: int) -> ModelRecord:
-    from models import count_params, model_spec
+    from geomrobust.models import count_params, model_spec
 
     spec = model_spec(model)
     return ModelRecord(
@@ -297,7 +303,7 @@ def _default_record(model: nn.Module, options: EvalOptions, num_classes: int) ->
 
 
 def _versions() -> dict[str, str]:
-    from robustness import __version__
+    from geomrobust import __version__
 
     return {
         "geomrobust": __version__,
@@ -310,8 +316,8 @@ class EvalPlan:
     """One evaluation, checked and ready to run shard by shard.
 
     :func:`evaluate` runs every shard of a plan in one process; each rank of a distributed
-    run (:mod:`robustness._distributed`) builds the same plan, runs its own shards, and rank
-    0 turns the merged predictions into the result with :meth:`result`.
+    run (:mod:`geomrobust.robustness._distributed`) builds the same plan, runs its own shards, and
+    rank 0 turns the merged predictions into the result with :meth:`result`.
 
     Args:
         model, data, sweep, options, device, record, assumptions: As for :func:`evaluate`.
@@ -460,16 +466,17 @@ def evaluate(
 ) -> EvalResult:
     """Evaluate a classifier on every point of a sweep.
 
-    Each image is warped in [0, 1] image space (``transforms.warp``, one transform per
+    Each image is warped in [0, 1] image space (``geomrobust.transforms.warp``, one transform per
     batch), then normalised as ``(x - mean) / std``, then classified; the prediction is the
     argmax of the logits, so metrics do not depend on the batch size.
 
     Args:
         model: A classifier ``(B, C, H, W) -> (B, K)`` logits, in eval mode. It is neither
             moved nor switched to eval mode; images go to its device and dtype.
-        data: The split (``transforms.datasets.load_dataset``); ``(N, C, H, W)`` images in
+        data: The split (``geomrobust.transforms.datasets.load_dataset``); ``(N, C, H, W)`` images
+        in
             [0, 1].
-        sweep: A :class:`transforms.Sweep` or a preset name (``"scale"``, ...).
+        sweep: A :class:`geomrobust.transforms.Sweep` or a preset name (``"scale"``, ...).
         options: Normalisation, interpolation, fill and batch size (:class:`EvalOptions`).
         device: If given, must be the model's device (a check, not a move).
         record: What to record about the model (the CLI fills checkpoint and hash);

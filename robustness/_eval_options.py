@@ -9,10 +9,10 @@ from typing import Any
 
 from torch import Tensor
 
-from robustness._eval_errors import EvalInputError
-from robustness._results import TransformRecord
-from transforms import Interpolation
-from transforms._options import parse_choice
+from geomrobust.robustness._eval_errors import EvalInputError
+from geomrobust.robustness._results import TransformRecord
+from geomrobust.transforms import Interpolation
+from geomrobust.transforms._options import parse_choice
 
 __all__ = ["EvalOptions"]
 

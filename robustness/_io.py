@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from robustness._eval_errors import EvalInputError, ResumeError
-from robustness._results import EvalResult, Predictions
+from geomrobust.robustness._eval_errors import EvalInputError, ResumeError
+from geomrobust.robustness._results import EvalResult, Predictions
 
 __all__ = [
     "PartialStore",
@@ -98,7 +98,7 @@ def write_result(result: EvalResult, path: str | os.PathLike[str]) -> Path:
 
 
 def write_pair_result(result: Any, path: str | os.PathLike[str]) -> Path:
-    """Write a :class:`~robustness._pairs_eval.PairResult` to ``path`` (JSON) and its
+    """Write a :class:`~geomrobust.robustness._pairs_eval.PairResult` to ``path`` (JSON) and its
     predictions beside it (``labels`` and ``predictions``; pair ``k`` has class
     ``k % K``), both atomically.
 
@@ -111,6 +111,45 @@ def write_pair_result(result: Any, path: str | os.PathLike[str]) -> Path:
     labels = np.arange(result.num_pairs) % len(result.class_names)
     _write_npz_atomic(predictions_path(path), {"labels": labels, "predictions": result.predictions})
     return write_json_atomic(path, result.to_dict())
+
+
+def load_pair_result(path: str | os.PathLike[str], *, with_predictions: bool = True) -> Any:
+    """Read a pair result written by :func:`write_pair_result` (and, by default and when the
+    file is there, its predictions).
+
+    Returns:
+        A :class:`~geomrobust.robustness.PairResult`; its ``predictions`` are ``None`` when
+        they were not asked for or no predictions file lies beside the JSON.
+
+    Raises:
+        EvalInputError: missing file, invalid JSON, not a pair result, or an unreadable
+            predictions file.
+    """
+    from geomrobust.robustness._pairs_eval import PAIRS_SCHEMA, PairResult
+
+    path = Path(path)
+    if not path.is_file():
+        raise EvalInputError(
+            f"no result file at {path}; pass the JSON written by 'geomrobust eval-pairs'"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EvalInputError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") != PAIRS_SCHEMA:
+        raise EvalInputError(f"{path} is not a {PAIRS_SCHEMA} result")
+    predictions = None
+    pred_file = predictions_path(path)
+    if with_predictions and pred_file.exists():
+        try:
+            with np.load(pred_file, allow_pickle=False) as npz:
+                predictions = npz["predictions"].astype(np.int64)
+        except (OSError, ValueError, KeyError) as exc:
+            raise EvalInputError(f"{pred_file} cannot be read ({exc}); rerun eval-pairs") from None
+    try:
+        return PairResult.from_dict(data, predictions=predictions)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EvalInputError(f"{path} is not a complete pair-classifier result: {exc}") from None
 
 
 def load_predictions(path: str | os.PathLike[str]) -> Predictions:
@@ -176,7 +215,7 @@ class PartialStore:
     """Finished work of an interrupted evaluation, in a folder beside the output.
 
     Work is saved in pieces: a row (``point-00003.npy``, the predictions of every image
-    under row 3 of :func:`~robustness._engine.work_rows`) or part of one
+    under row 3 of :func:`~geomrobust.robustness._engine.work_rows`) or part of one
     (``point-00003.0000256-0000512.npy``, images ``[256, 512)``). A single process writes
     into ``folder`` itself; rank ``r`` of a distributed run writes into its own subfolder
     ``folder/rank-0000r`` (``part``), so ranks never write the same file. Resuming reads the

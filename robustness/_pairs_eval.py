@@ -1,8 +1,8 @@
 """Evaluation of transformation-pair classifiers (``pair-net``) on freshly drawn pairs.
 
-Pairs come from :class:`transforms.datasets.TransformPairs`: pair ``k`` is a pure function
-of ``(seed, k)``, so the same ``--pairs N --seed S`` gives the same pairs on any machine and
-at any batch size.
+Pairs come from :class:`geomrobust.transforms.datasets.TransformPairs`: pair ``k`` is a pure
+function of ``(seed, k)``, so the same ``--pairs N --seed S`` gives the same pairs on any machine
+and at any batch size.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustness._eval_errors import EvalInputError
-from robustness._metrics import confusion_matrix, per_class_accuracy, wilson_interval
-from robustness._results import DataRecord, ModelRecord
-from transforms.datasets import ImageDataset, PairClass, PairConfig, TransformPairs
+from geomrobust.robustness._eval_errors import EvalInputError
+from geomrobust.robustness._metrics import confusion_matrix, per_class_accuracy, wilson_interval
+from geomrobust.robustness._results import DataRecord, ModelRecord
+from geomrobust.transforms.datasets import ImageDataset, PairClass, PairConfig, TransformPairs
 
 __all__ = ["PAIRS_SCHEMA", "PairResult", "evaluate_pairs"]
 
@@ -147,7 +147,7 @@ def evaluate_pairs(
 ) -> PairResult:
     """Classify ``num_pairs`` fresh pairs drawn from ``data`` with ``model(a, b)``.
 
-    A distributed run (:mod:`robustness._distributed`) splits the pairs: each rank
+    A distributed run (:mod:`geomrobust.robustness._distributed`) splits the pairs: each rank
     classifies its ``pair_range``, and rank 0 passes the gathered ``predictions`` to get
     the metrics of all pairs, equal to those of one process.
 
@@ -172,8 +172,8 @@ def evaluate_pairs(
         EvalInputError: training-mode model, bad counts or range, or a class count other
             than the pair config's.
     """
-    from models import count_params
-    from robustness._engine import _model_device_dtype, _versions
+    from geomrobust.models import count_params
+    from geomrobust.robustness._engine import _model_device_dtype, _versions
 
     if not isinstance(model, nn.Module):
         raise EvalInputError(f"model must be a torch.nn.Module; got {type(model).__name__}")

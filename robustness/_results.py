@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from robustness._metrics import confusion_matrix, per_class_accuracy, wilson_interval
-from transforms import AffineParams, Sweep
+from geomrobust.robustness._metrics import confusion_matrix, per_class_accuracy, wilson_interval
+from geomrobust.transforms import AffineParams, Sweep
 
 __all__ = [
     "EVAL_SCHEMA",
@@ -38,7 +38,7 @@ class PointResult:
     """Metrics of one sweep point over the whole split.
 
     Attributes:
-        scale, angle_deg, shift_px: The point (see :class:`transforms.AffineParams`).
+        scale, angle_deg, shift_px: The point (see :class:`geomrobust.transforms.AffineParams`).
         n: Images evaluated.
         correct: Images classified correctly.
         accuracy: ``correct / n``.

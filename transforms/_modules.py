@@ -20,7 +20,7 @@ class Warp(nn.Module):
 
     Args:
         params: The point; see :class:`AffineParams` for the convention.
-        interpolation, padding, fill: As in :func:`transforms.affine`.
+        interpolation, padding, fill: As in :func:`geomrobust.transforms.affine`.
     """
 
     def __init__(
@@ -57,7 +57,7 @@ class RandomAffine(nn.Module):
 
     Args:
         sampler: Draws the parameters (see :class:`AffineSampler`).
-        interpolation, padding, fill: As in :func:`transforms.affine`.
+        interpolation, padding, fill: As in :func:`geomrobust.transforms.affine`.
 
     ``forward(images, indices=..., epoch=...)`` draws image ``indices[k]``'s parameters for
     ``images[k]``; ``forward(images, params=...)`` replays given parameters instead.

@@ -2,7 +2,7 @@
 
 A :class:`AffineSampler` maps ``(seed, epoch, index)`` to the parameters of image ``index``:
 the same whatever the batch size, the order of calls, the number of workers or the device.
-It draws on the CPU (see :mod:`transforms._rng`) and never touches the global torch RNG.
+It draws on the CPU (see :mod:`geomrobust.transforms._rng`) and never touches the global torch RNG.
 """
 
 from __future__ import annotations

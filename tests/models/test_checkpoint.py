@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from models import (
+from geomrobust.models import (
     FORMAT_VERSION,
     CheckpointClassCountError,
     CheckpointError,
@@ -28,7 +28,7 @@ from models import (
     load_checkpoint,
     save_checkpoint,
 )
-from models._meta import package_version
+from geomrobust.models._meta import package_version
 
 FINGERPRINT = {"dataset": "digits", "split": "train", "n_images": 1437}
 TRAINING = {"epochs": 3, "lr": 0.01, "optimizer": "sgd", "seed": 0}

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import DEFORM_IMPLS, DeformConv2dBlock
+from geomrobust.models import DEFORM_IMPLS, DeformConv2dBlock
 
 
 def _reference(x, offset, weight, bias, *, stride, padding, dilation, mask):

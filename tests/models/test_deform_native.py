@@ -6,8 +6,8 @@ import pytest
 import torch
 from torchvision.ops import deform_conv2d
 
-from models import DEFORM_IMPLS, DeformConv2dBlock
-from models._deform_native import deform_conv2d_native
+from geomrobust.models import DEFORM_IMPLS, DeformConv2dBlock
+from geomrobust.models._deform_native import deform_conv2d_native
 
 
 def _case(b, c, h, w, cout, k, stride, pad, dil, groups, *, dtype, offset_scale, mask, seed=0):
@@ -101,6 +101,20 @@ def test_batch_size_zero_and_non_contiguous_input():
     )
 
 
+def test_transposed_offset_and_mask_as_torchvision_accepts():
+    inputs, geometry = _case(
+        2, 4, 6, 6, 3, 3, 1, 1, 1, 1, dtype=torch.float64, offset_scale=1.0, mask=True
+    )
+    args = {k: v.detach() for k, v in inputs.items()}
+    # Offsets and mask laid out (B, C, W, H) in memory and transposed back: same values,
+    # strides that .view cannot follow.
+    for name in ("offset", "mask"):
+        args[name] = args[name].transpose(2, 3).contiguous().transpose(2, 3)
+        assert not args[name].is_contiguous()
+    expected = deform_conv2d(**args, **geometry)
+    torch.testing.assert_close(deform_conv2d_native(**args, **geometry), expected)
+
+
 def test_errors():
     x = torch.zeros(1, 4, 5, 5)
     with pytest.raises(ValueError, match="supports groups=1 only.*use impl='torchvision'"):
@@ -110,7 +124,7 @@ def test_errors():
 
 
 def test_blocks_use_native_on_cpu_and_agree_with_torchvision(monkeypatch):
-    import models._deform as deform_module
+    import geomrobust.models._deform as deform_module
 
     torch.manual_seed(0)
     block = DeformConv2dBlock(4, 6, 3, padding=1)

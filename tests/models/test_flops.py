@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from models import DeformConv2dBlock, build_model, count_flops, count_params, get_model_info
+from geomrobust.models import (
+    DeformConv2dBlock,
+    build_model,
+    count_flops,
+    count_params,
+    get_model_info,
+)
 
 
 def test_mnist_cnn_counts_by_hand():

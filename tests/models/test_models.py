@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import DeformConv2dBlock, build_model, get_model_info, list_models
+from geomrobust.models import DeformConv2dBlock, build_model, get_model_info, list_models
 
 
 def _inputs(name: str, batch: int, *, in_channels: int | None = None, dtype=None):

@@ -7,14 +7,14 @@ import json
 
 import pytest
 
-from models import get_model_info, list_models
-from robustness._errors import UsageError
-from robustness._models_cmd import add_models_parser, run_models
+from geomrobust.cli._errors import UsageError
+from geomrobust.cli._models import add_parser, run_models
+from geomrobust.models import get_model_info, list_models
 
 
 def _parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="geomrobust")
-    add_models_parser(parser.add_subparsers(dest="command"))
+    add_parser(parser.add_subparsers(dest="command"))
     return parser.parse_args(["models", *argv])
 
 

@@ -8,17 +8,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import (
+from geomrobust.models import (
     evaluate_accuracy,
     evaluate_pairs,
     list_refs,
     load_checkpoint,
     resolve_ref,
 )
-from models._refs import REFS
-from models._train_config import derive_seed
-from models._train_pairs import _subset
-from transforms.datasets import PairConfig, TransformPairs, load_dataset
+from geomrobust.models._refs import REFS
+from geomrobust.models._train_config import derive_seed
+from geomrobust.models._train_pairs import _subset
+from geomrobust.transforms.datasets import PairConfig, TransformPairs, load_dataset
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 ROOTS = {"mnist": DATA / "mnist-train", "cifar10": DATA / "cifar10-train"}

@@ -6,9 +6,16 @@ import pytest
 import torch
 from torch import nn
 
-import models
-from models import _registry, build_model, get_model_info, list_models, model_spec, register_model
-from models._flops import count_params
+from geomrobust import models
+from geomrobust.models import (
+    _registry,
+    build_model,
+    get_model_info,
+    list_models,
+    model_spec,
+    register_model,
+)
+from geomrobust.models._flops import count_params
 
 EXPECTED = {
     "mnist-cnn",
@@ -57,7 +64,9 @@ def test_unknown_name_lists_valid_choices():
 
 
 def test_duplicate_name_raises(scratch_registry):
-    with pytest.raises(ValueError, match=r"model 'mnist-cnn' is already registered \(by models\."):
+    with pytest.raises(
+        ValueError, match=r"model 'mnist-cnn' is already registered \(by geomrobust\.models\."
+    ):
         register_model("mnist-cnn", input_shape=(1, 28, 28))(_tiny)
     assert scratch_registry["mnist-cnn"].builder is not _tiny
 

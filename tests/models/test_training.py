@@ -10,7 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from models import (
+from geomrobust.cli import build_parser
+from geomrobust.cli._errors import UsageError
+from geomrobust.models import (
     AugmentSpec,
     TrainConfig,
     load_checkpoint,
@@ -21,9 +23,7 @@ from models import (
     train_classifier,
     train_pairs,
 )
-from robustness._errors import UsageError
-from robustness._train_cmd import add_train_parsers
-from transforms.datasets import load_dataset
+from geomrobust.transforms.datasets import load_dataset
 
 N_IMAGES = 192
 
@@ -262,9 +262,7 @@ def test_pairs_one_epoch(digits, tmp_path):
 
 
 def _parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="geomrobust")
-    add_train_parsers(parser.add_subparsers(dest="command"))
-    return parser.parse_args(list(argv))
+    return build_parser().parse_args(list(argv))
 
 
 def test_cli_train_and_usage_errors(tmp_path, capsys):
@@ -330,6 +328,14 @@ def test_cli_train_pairs_and_resume_flags(tmp_path, capsys):
     _, meta = load_checkpoint(out)
     assert meta.model_args["encoder"] == "mnist-cnn"
     assert meta.num_classes == 8
+    # A job script rerunning a finished run with --resume succeeds and changes nothing.
+    before = out.read_bytes()
+    again = _parse("train-pairs", *common, "--resume", "--out", str(out))
+    assert again.handler(again) == 0
+    assert capsys.readouterr().out == (
+        f"{out} is already complete; nothing to resume (pass --force to train again)\n"
+    )
+    assert out.read_bytes() == before
     both = _parse("train-pairs", *common, "--resume", "--force", "--out", str(out))
     with pytest.raises(UsageError, match=r"--resume continues a run and --force restarts it"):
         both.handler(both)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from models import build_model
-from robustness import EvalOptions, ModelRecord, evaluate, evaluate_pairs, write_result
-from robustness._io import write_pair_result
-from transforms import make_sweep
+from geomrobust.models import build_model
+from geomrobust.robustness import EvalOptions, ModelRecord, evaluate, evaluate_pairs, write_result
+from geomrobust.robustness._io import write_pair_result
+from geomrobust.transforms import make_sweep
 
 EVIL = "<script>alert(1)</script>"
 GRID = make_sweep(scales=(0.8, 1.0, 1.2), angles=(-30.0, 0.0, 30.0), name="small-grid")

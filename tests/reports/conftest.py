@@ -8,8 +8,8 @@ import pytest
 import torch
 from _report_data import EVIL, GRID, SCALES, _model, write_eval, write_pairs
 
-from reports import ReportFiles, build_report
-from transforms.datasets import ImageDataset, load_dataset
+from geomrobust.reports import ReportFiles, build_report
+from geomrobust.transforms.datasets import ImageDataset, load_dataset
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 from torch import nn
 
-from reports._figures import (
+from geomrobust.reports._figures import (
     WRONG,
     accuracy_curve,
     confusion_matrices,
@@ -26,10 +26,10 @@ from reports._figures import (
     save_figure,
     scale_rotation_heatmap,
 )
-from robustness import EvalOptions, evaluate
-from robustness._metrics import wilson_interval
-from robustness._pairs_eval import PairResult
-from robustness._results import (
+from geomrobust.robustness import EvalOptions, evaluate
+from geomrobust.robustness._metrics import wilson_interval
+from geomrobust.robustness._pairs_eval import PairResult
+from geomrobust.robustness._results import (
     DataRecord,
     EvalResult,
     ModelRecord,
@@ -37,8 +37,8 @@ from robustness._results import (
     TransformRecord,
     summarise,
 )
-from transforms import AffineParams, Sweep, make_sweep, warp
-from transforms.datasets import DataFingerprint, ImageDataset, array_sha256, load_dataset
+from geomrobust.transforms import AffineParams, Sweep, make_sweep, warp
+from geomrobust.transforms.datasets import DataFingerprint, ImageDataset, array_sha256, load_dataset
 
 K = 10
 

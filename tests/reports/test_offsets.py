@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from models import DeformConv2dBlock
-from reports._offsets import sampling_points, trace_chain, track_position
-from reports._offsets_draw import OffsetPanel, offsets_figure, offsets_frames
-from robustness._offsets_cmd import _scales
-from robustness.cli import main as run_cli
+from geomrobust.cli import main as run_cli
+from geomrobust.cli._offsets import _scales
+from geomrobust.models import DeformConv2dBlock
+from geomrobust.reports._offsets import sampling_points, trace_chain, track_position
+from geomrobust.reports._offsets_draw import OffsetPanel, offsets_figure, offsets_frames
 
 
 def _set_constant(block: DeformConv2dBlock, dy: float, dx: float, mask_logit: float = 0.0):

@@ -9,11 +9,17 @@ import shutil
 import pytest
 from _report_data import EVIL, load_json
 
-from reports import SUMMARY_COLUMNS, ReportError, build_report, group_results, load_inputs
-from reports._markdown import md_escape
-from reports._tables import model_table
-from robustness import compare_results, load_result
-from robustness.cli import main
+from geomrobust.cli import main
+from geomrobust.reports import (
+    SUMMARY_COLUMNS,
+    ReportError,
+    build_report,
+    group_results,
+    load_inputs,
+)
+from geomrobust.reports._markdown import md_escape
+from geomrobust.reports._tables import model_table
+from geomrobust.robustness import compare_results, load_result
 
 
 def test_writes_every_file_and_embeds_every_figure(full_report):

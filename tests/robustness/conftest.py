@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from models import CheckpointMeta, build_model, save_checkpoint
-from transforms.datasets import (
+from geomrobust.models import CheckpointMeta, build_model, save_checkpoint
+from geomrobust.transforms.datasets import (
     DIGITS_CLASSES,
     ImageDataset,
     load_dataset,

@@ -7,14 +7,14 @@ import sys
 
 import pytest
 
-from robustness.cli import main
+from geomrobust.cli import main
 
 
 def test_bad_input_exits_2_without_traceback(tmp_path):
     target = tmp_path / "file"
     target.write_text("x")
     proc = subprocess.run(
-        [sys.executable, "-m", "robustness", "demo", "--out", str(target)],
+        [sys.executable, "-m", "geomrobust", "demo", "--out", str(target)],
         capture_output=True,
         text=True,
         check=False,
@@ -50,7 +50,7 @@ def test_eval_bad_checkpoint_exits_2_through_the_console_script(tmp_path):
         [
             sys.executable,
             "-m",
-            "robustness",
+            "geomrobust",
             "eval",
             "--checkpoint",
             str(tmp_path / "no.pt"),

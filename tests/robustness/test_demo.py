@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from robustness.cli import main
+from geomrobust.cli import main
 
 QUICK = [
     "--epochs", "1", "--pair-epochs", "1", "--train-pairs", "128", "--pairs", "70",

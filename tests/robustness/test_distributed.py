@@ -22,7 +22,9 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from robustness._distributed import (
+from geomrobust.cli import main as run_cli
+from geomrobust.robustness import EvalInputError
+from geomrobust.robustness._distributed import (
     Launch,
     RanksFailed,
     _Status,
@@ -33,9 +35,7 @@ from robustness._distributed import (
     rank_device,
     threads_per_rank,
 )
-from robustness._errors import UsageError
-from robustness._io import PartialStore
-from robustness.cli import main as run_cli
+from geomrobust.robustness._io import PartialStore
 
 needs_gloo = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="needs torch.distributed gloo"
@@ -46,7 +46,7 @@ needs_gloo = pytest.mark.skipif(
 FLAKY = """
 import os
 
-from models import build_model
+from geomrobust.models import build_model
 
 
 def build():
@@ -65,8 +65,8 @@ ROWS_SWEEP = ("--scales", "0.6,0.8,1.2,1.4", "--angles", "0,20")
 @pytest.fixture(scope="module")
 def hook(tmp_path_factory) -> Path:
     """A folder with the reference mnist-cnn as a plain state dict and ``flaky_model.py``."""
-    from models import load_checkpoint
-    from robustness._checkpoints import resolve_checkpoint_path
+    from geomrobust.models import load_checkpoint
+    from geomrobust.robustness._checkpoints import resolve_checkpoint_path
 
     folder = tmp_path_factory.mktemp("dist")
     net, _ = load_checkpoint(resolve_checkpoint_path("ref:mnist-cnn"))
@@ -96,7 +96,7 @@ def _torchrun(*args: str, hook: Path, **env: str) -> subprocess.CompletedProcess
         "--master-port",
         str(_free_port()),
         "-m",
-        "robustness",
+        "geomrobust",
         *args,
     ]
     return subprocess.run(cmd, env=environ, capture_output=True, text=True, timeout=300)
@@ -252,9 +252,9 @@ def test_launch_from_env():
     env = {"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}
     assert launch_from_env(env) == Launch(rank=3, world_size=4, local_rank=1, local_world_size=2)
     assert launch_from_env({"WORLD_SIZE": "2", "RANK": "1"}) == Launch(1, 2, 1, 2)
-    with pytest.raises(UsageError, match=r"RANK='x' in the environment: torchrun sets"):
+    with pytest.raises(EvalInputError, match=r"RANK='x' in the environment: torchrun sets"):
         launch_from_env({"WORLD_SIZE": "2", "RANK": "x"})
-    with pytest.raises(UsageError, match=r"inconsistent launch: WORLD_SIZE=2, RANK=2"):
+    with pytest.raises(EvalInputError, match=r"inconsistent launch: WORLD_SIZE=2, RANK=2"):
         launch_from_env({"WORLD_SIZE": "2", "RANK": "2"})
 
 
@@ -264,13 +264,13 @@ def test_threads_and_device_per_rank():
     assert threads_per_rank(launch, None) == max(1, len(os.sched_getaffinity(0)) // 2)
     assert threads_per_rank(Launch(1, 64, 1, 64), None) == 1
     assert rank_device("cpu", launch) == "cpu"
-    with pytest.raises(UsageError, match=r"each rank uses the GPU cuda:LOCAL_RANK; pass --device"):
+    with pytest.raises(EvalInputError, match=r"each rank uses the GPU cuda:LOCAL_RANK; use device"):
         rank_device("cuda:1", launch)
-    with pytest.raises(UsageError, match=r"--device must be auto, cpu, cuda or cuda:N"):
+    with pytest.raises(EvalInputError, match=r"^device must be auto, cpu, cuda or cuda:N"):
         rank_device("tpu", launch)
     if not torch.cuda.is_available():
         assert rank_device("auto", launch) == "cpu"
-        with pytest.raises(UsageError, match=r"no CUDA device is available here"):
+        with pytest.raises(EvalInputError, match=r"no CUDA device is available here"):
             rank_device("cuda", launch)
 
 

@@ -9,7 +9,7 @@ import torch
 from conftest import TinyNet
 from torch import nn
 
-from robustness import (
+from geomrobust.robustness import (
     EvalInputError,
     EvalOptions,
     ResumeError,
@@ -19,8 +19,8 @@ from robustness import (
     run_shard,
     work_rows,
 )
-from transforms import AffineParams, make_sweep
-from transforms.datasets import DataFingerprint, ImageDataset, array_sha256
+from geomrobust.transforms import AffineParams, make_sweep
+from geomrobust.transforms.datasets import DataFingerprint, ImageDataset, array_sha256
 
 N, K, LEVELS = 40, 4, 64
 SCALES = (0.5, 0.75, 1.0)
@@ -248,7 +248,7 @@ def test_fill_mean_is_recorded_and_normalisation_applied(small, tiny):
     assert result.model.normalisation_source == "user"
     assert result.model.name == "TinyNet"
     # The same images by hand: warp with the mean as fill, normalise, classify.
-    from transforms import warp
+    from geomrobust.transforms import warp
 
     x = warp(small.images, AffineParams(0.5), padding="constant", fill=[0.25])
     with torch.inference_mode():

@@ -3,17 +3,17 @@ statuses, and one ``error: ...`` line for every kind of bad input."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 
 import numpy as np
 import pytest
 
-from robustness import EvalResult, load_result
-from robustness._engine import _Runner
-from robustness._eval_cmd import add_eval_parsers, resolve_device
-from robustness.cli import main as run_cli
+from geomrobust.cli import build_parser
+from geomrobust.cli import main as run_cli
+from geomrobust.cli._options import resolve_device
+from geomrobust.robustness import EvalResult, load_result
+from geomrobust.robustness._engine import _Runner
 
 SCALES = "0.8,1"
 
@@ -43,8 +43,7 @@ def _error(capsys) -> str:
 
 
 def test_parsers_register_three_subcommands():
-    parser = argparse.ArgumentParser()
-    add_eval_parsers(parser.add_subparsers(dest="command"))
+    parser = build_parser()
     args = parser.parse_args(["compare", "a.json", "b.json"])
     assert args.command == "compare"
     assert args.seed == 0
@@ -203,8 +202,14 @@ def test_existing_output_needs_force(ckpt_dir, tmp_path, capsys):
     assert out.read_text() == "{}"
     assert _eval(ckpt_dir / "cnn.safetensors", out, "--scales", SCALES, "--force") == 0
     assert json.loads(out.read_text())["schema"] == "geomrobust.eval/1"
-    assert _eval(ckpt_dir / "cnn.safetensors", out, "--scales", SCALES, "--resume") == 2
-    assert "nothing to resume" in _error(capsys)
+    capsys.readouterr()
+    # A job script rerunning a finished run with --resume succeeds and changes nothing.
+    before = out.read_bytes()
+    assert _eval(ckpt_dir / "cnn.safetensors", out, "--scales", SCALES, "--resume") == 0
+    assert capsys.readouterr().out == (
+        f"{out} is already complete; nothing to resume (pass --force to run it again)\n"
+    )
+    assert out.read_bytes() == before
 
 
 def test_cli_resume_after_interruption(ckpt_dir, tmp_path, monkeypatch):
@@ -303,9 +308,25 @@ def test_eval_pairs(ckpt_dir, tmp_path, capsys):
     capsys.readouterr()
     assert run_cli(args) == 2
     assert "already exists" in _error(capsys)
+    before = out.read_bytes()
+    assert run_cli([*args, "--resume"]) == 0
+    assert capsys.readouterr().out == (
+        f"{out} is already complete; nothing to resume (pass --force to run it again)\n"
+    )
+    assert out.read_bytes() == before
     bad = [*args[:-3], "--out", str(tmp_path / "x.json"), "--pairs", "0"]
     assert run_cli(bad) == 2
     assert "--pairs must be >= 1" in _error(capsys)
+
+
+@pytest.mark.parametrize("command", ["eval", "eval-pairs", "compare", "report"])
+def test_help_prints_percent_signs_once(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        run_cli([command, "--help"])
+    assert info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines anywhere
+    assert "95 %" in text
+    assert "%%" not in text
 
 
 def test_resolve_device():
@@ -332,7 +353,7 @@ def test_eval_pairs_refuses_an_image_classifier(ckpt_dir, tmp_path, capsys):
 
 def test_eval_of_a_pair_classifier_points_to_eval_pairs(ckpt_dir, tmp_path, capsys):
     # A 10-class pair model passes the class check, then is sent to eval-pairs.
-    from models import build_model, save_checkpoint
+    from geomrobust.models import build_model, save_checkpoint
 
     path = tmp_path / "pairs10.safetensors"
     save_checkpoint(path, build_model("pair-net", num_classes=10))
@@ -347,7 +368,7 @@ def test_model_output_mismatch_leaves_no_partial(tmp_path, capsys, monkeypatch):
     # fail at the first batch; simulate with a factory model.
     import torch
 
-    from robustness import _checkpoints
+    from geomrobust import robustness
 
     class Three(torch.nn.Module):
         in_channels = 1
@@ -355,14 +376,14 @@ def test_model_output_mismatch_leaves_no_partial(tmp_path, capsys, monkeypatch):
         def forward(self, x):
             return x.flatten(1)[:, :3]
 
-    real = _checkpoints.load_for_eval
+    real = robustness.load_for_eval
 
     def fake(*args, **kwargs):
         loaded = real(*args, **kwargs)
-        return _checkpoints.LoadedModel(Three().eval(), loaded.record, (), 1)
+        return robustness.LoadedModel(Three().eval(), loaded.record, (), 1)
 
-    monkeypatch.setattr(_checkpoints, "load_for_eval", fake)
-    from models import build_model, save_checkpoint
+    monkeypatch.setattr(robustness, "load_for_eval", fake)
+    from geomrobust.models import build_model, save_checkpoint
 
     ckpt = save_checkpoint(tmp_path / "m.safetensors", build_model("mnist-cnn"))
     out = tmp_path / "r.json"
@@ -373,7 +394,7 @@ def test_model_output_mismatch_leaves_no_partial(tmp_path, capsys, monkeypatch):
 
 
 def test_eval_pairs_uses_the_checkpoint_pair_config(tmp_path, capsys):
-    from models import CheckpointMeta, build_model, save_checkpoint
+    from geomrobust.models import CheckpointMeta, build_model, save_checkpoint
 
     cfg = {
         "angle_deg": [[40.0, 50.0]],

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from robustness.cli import main
+from geomrobust.cli import main
 
 
 def test_scaled_mnist_on_digits_twice_is_byte_identical_and_verifies(tmp_path, capsys):
@@ -104,7 +104,7 @@ def test_console_script_exit_status_without_traceback(tmp_path):
         [
             sys.executable,
             "-m",
-            "robustness",
+            "geomrobust",
             "make-dataset",
             "scaled-mnist",
             "--data-root",

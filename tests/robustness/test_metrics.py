@@ -7,8 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from robustness import confusion_matrix, mcnemar_exact, paired_bootstrap_ci, wilson_interval
-from robustness._metrics import per_class_accuracy
+from geomrobust.robustness import (
+    confusion_matrix,
+    mcnemar_exact,
+    paired_bootstrap_ci,
+    wilson_interval,
+)
+from geomrobust.robustness._metrics import per_class_accuracy
 
 
 def _wilson_reference(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from robustness import (
+from geomrobust.robustness import (
     EvalOptions,
     EvalResult,
     Predictions,
@@ -17,7 +17,7 @@ from robustness import (
     summarise,
     write_result,
 )
-from transforms import AffineParams, make_sweep
+from geomrobust.transforms import AffineParams, make_sweep
 
 
 def test_summary_edge_cases():
@@ -60,7 +60,7 @@ def test_round_trip_and_files(small, tiny, tmp_path):
     assert data["points"][0]["angle_deg"] == -30.0
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({**data, "schema": "other/1"}))
-    from robustness import EvalInputError
+    from geomrobust.robustness import EvalInputError
 
     with pytest.raises(EvalInputError, match=r"schema is 'other/1'; expected 'geomrobust.eval/1'"):
         load_result(bad)
@@ -69,10 +69,10 @@ def test_round_trip_and_files(small, tiny, tmp_path):
 def test_pair_result_round_trips_through_its_files(tmp_path, small):
     import torch
 
-    from models import build_model
-    from robustness import evaluate_pairs
-    from robustness._io import predictions_path, write_pair_result
-    from robustness._pairs_eval import PairResult
+    from geomrobust.models import build_model
+    from geomrobust.robustness import evaluate_pairs
+    from geomrobust.robustness._io import predictions_path, write_pair_result
+    from geomrobust.robustness._pairs_eval import PairResult
 
     torch.manual_seed(0)
     result = evaluate_pairs(build_model("pair-net").eval(), small, num_pairs=30, seed=1)

@@ -6,9 +6,17 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from transforms import AffineBatch, AffineParams, affine, affine_matrix, rotate, translate, warp
-from transforms import scale as scale_images
-from transforms._functional import shift_from_fraction
+from geomrobust.transforms import (
+    AffineBatch,
+    AffineParams,
+    affine,
+    affine_matrix,
+    rotate,
+    translate,
+    warp,
+)
+from geomrobust.transforms import scale as scale_images
+from geomrobust.transforms._functional import shift_from_fraction
 
 
 def _images(b=3, c=2, h=12, w=12, *, device="cpu", dtype=torch.float32, seed=0):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from transforms import AffineParams, Warp, affine
+from geomrobust.transforms import AffineParams, Warp, affine
 
 
 def test_warp_module_equals_functional():

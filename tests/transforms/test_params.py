@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from transforms import AffineBatch, AffineParams
+from geomrobust.transforms import AffineBatch, AffineParams
 
 
 def test_defaults_are_identity():
@@ -60,7 +60,7 @@ def test_inverse_and_then_give_identity():
 
 
 def test_then_matches_matrix_product():
-    from transforms import affine_matrix
+    from geomrobust.transforms import affine_matrix
 
     p, q = AffineParams(0.8, 20.0, (1.0, 2.0)), AffineParams(1.5, -70.0, (-3.0, 0.5))
 

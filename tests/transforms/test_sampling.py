@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from transforms import (
+from geomrobust.transforms import (
     AffineSampler,
     IntervalSet,
     RandomAffine,

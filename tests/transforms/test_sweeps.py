@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from transforms import (
+from geomrobust.transforms import (
     AffineParams,
     Sweep,
     SweepPreset,

@@ -3,7 +3,7 @@ kinds of transform were applied.
 
 Pair ``k`` is a pure function of ``(seed, k)``: its class is ``k % num_classes`` (so classes
 are balanced), its source image and its magnitudes come from index-keyed draws
-(:mod:`transforms._rng`). Magnitudes are drawn away from the identity so that the classes
+(:mod:`geomrobust.transforms._rng`). Magnitudes are drawn away from the identity so that the classes
 can be told apart.
 """
 
@@ -74,7 +74,7 @@ class PairConfig:
             about the class) to the largest centred square that a rotation by the largest
             angle keeps free of padding, then resize back to the original size, so that a
             rotation is not betrayed by black corners.
-        interpolation, padding: Warp options (see :func:`transforms.affine`).
+        interpolation, padding: Warp options (see :func:`geomrobust.transforms.affine`).
     """
 
     num_classes: int = 7

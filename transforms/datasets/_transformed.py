@@ -56,7 +56,7 @@ class TransformedDataset(torch.utils.data.Dataset):
     Attributes:
         source: The untransformed images.
         sweep: The points.
-        interpolation, padding, fill: The warp options (see :func:`transforms.affine`).
+        interpolation, padding, fill: The warp options (see :func:`geomrobust.transforms.affine`).
     """
 
     source: ImageDataset

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from transforms.datasets import (
+from geomrobust.transforms.datasets import (
     CIFAR10_CLASSES,
     ChecksumWarning,
     DatasetFormatError,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from transforms.datasets import DataFingerprint, FileDigest, array_sha256
+from geomrobust.transforms.datasets import DataFingerprint, FileDigest, array_sha256
 
 SHA = "ab" * 32
 
@@ -89,7 +89,7 @@ def test_array_sha256_is_of_little_endian_c_order_bytes():
 
 
 def test_head_is_a_prefix_with_its_own_fingerprint():
-    from transforms.datasets import load_dataset
+    from geomrobust.transforms.datasets import load_dataset
 
     data = load_dataset("digits", split="test")
     head = data.head(25)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from transforms.datasets import (
+from geomrobust.transforms.datasets import (
     FASHION_MNIST_CLASSES,
     ChecksumWarning,
     DatasetFormatError,
@@ -19,7 +19,7 @@ from transforms.datasets import (
     _mnist,
     load_dataset,
 )
-from transforms.datasets._idx import parse_idx
+from geomrobust.transforms.datasets._idx import parse_idx
 
 RAW = Path("MNIST/raw")
 

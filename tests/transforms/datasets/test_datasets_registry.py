@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from transforms.datasets import (
+from geomrobust.transforms.datasets import (
     ChecksumWarning,
     DataFingerprint,
     DatasetError,
@@ -23,7 +23,7 @@ from transforms.datasets import (
     load_dataset,
     load_digits,
 )
-from transforms.datasets._registry import register_dataset
+from geomrobust.transforms.datasets._registry import register_dataset
 
 
 def _load(name, **kwargs):

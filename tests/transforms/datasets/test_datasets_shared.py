@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from transforms.datasets import CIFAR10_CLASSES, ChecksumWarning, load_dataset
+from geomrobust.transforms.datasets import CIFAR10_CLASSES, ChecksumWarning, load_dataset
 
 SHARED = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 MNIST_ROOT = SHARED / "mnist-train"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from transforms import warp
-from transforms.datasets import (
+from geomrobust.transforms import warp
+from geomrobust.transforms.datasets import (
     PairClass,
     PairConfig,
     TransformPairs,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from transforms import AffineParams, get_sweep, make_sweep, warp
-from transforms.datasets import (
+from geomrobust.transforms import AffineParams, get_sweep, make_sweep, warp
+from geomrobust.transforms.datasets import (
     DatasetFormatError,
     DatasetNotFoundError,
     TransformedDataset,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from robustness._errors import UsageError
+from geomrobust.cli._errors import UsageError
 
-__all__ = ["add_models_parser", "run_models"]
+__all__ = ["add_parser", "run_models"]
 
 
-def add_models_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "models",
         help="list the registered models with parameters and FLOPs",
@@ -48,7 +48,7 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_refs(args: argparse.Namespace) -> int:
     """``geomrobust models --refs``: the shipped reference checkpoints."""
-    from models import list_refs
+    from geomrobust.models import list_refs
 
     refs = list_refs()
     if args.names:
@@ -93,7 +93,7 @@ def _human(n: int) -> str:
 def run_models(args: argparse.Namespace) -> int:
     if getattr(args, "refs", False):
         return run_refs(args)
-    from models import get_model_info, list_models
+    from geomrobust.models import get_model_info, list_models
 
     known = list_models()
     names = list(args.names) or known

@@ -20,7 +20,17 @@ import logging
 import time
 from pathlib import Path
 
-from robustness._errors import UsageError
+from geomrobust.cli._errors import UsageError
+from geomrobust.cli._options import (
+    add_device,
+    add_force,
+    add_out,
+    add_progress,
+    add_seed,
+    add_threads,
+    resolve_device,
+    set_threads,
+)
 
 log = logging.getLogger("geomrobust")
 
@@ -35,7 +45,7 @@ _OUTPUTS = (
 )
 
 
-def add_demo_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="run the main job on the embedded digits data (train, evaluate, report)",
@@ -47,9 +57,9 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
             "2 CPU cores."
         ),
     )
-    p.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
-    p.add_argument("--force", action="store_true", help="replace the outputs of an earlier run")
-    p.add_argument("--seed", type=int, default=0, help="seed of every step (default: 0)")
+    add_out(p, metavar="DIR", help="output folder (created if missing)")
+    add_force(p, what="the outputs of an earlier run in --out")
+    add_seed(p, what="every step")
     p.add_argument(
         "--epochs", type=int, default=12, help="training epochs of each classifier (default: 12)"
     )
@@ -70,8 +80,9 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="evaluate on the first N test images only (default: all 359), for a quick run",
     )
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_device(p)
+    add_threads(p)
+    add_progress(p)
     p.set_defaults(handler=run_demo)
 
 
@@ -101,8 +112,7 @@ def run_demo(args: argparse.Namespace) -> int:
     _check_args(args)
     import shutil
 
-    from robustness._eval_cmd import resolve_device
-
+    set_threads(args.threads)
     device = resolve_device(args.device)
     out: Path = args.out
     if args.force:
@@ -114,9 +124,9 @@ def run_demo(args: argparse.Namespace) -> int:
                 target.unlink()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    progress = not args.no_progress
+    progress = args.progress
 
-    from transforms.datasets import load_dataset
+    from geomrobust.transforms.datasets import load_dataset
 
     train = load_dataset("digits", split="train")
     test = load_dataset("digits", split="test")
@@ -128,7 +138,7 @@ def run_demo(args: argparse.Namespace) -> int:
     results = _evaluate(ckpts, test, out / "results", device, progress)
     pair_result = _pairs(args, train, test, out, device, progress)
 
-    from reports import build_report
+    from geomrobust.reports import build_report
 
     files = build_report(
         [*results, pair_result],
@@ -147,7 +157,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _train_classifiers(args, train, folder: Path, device, progress: bool) -> dict[str, Path]:
-    from models import TrainConfig, train_classifier
+    from geomrobust.models import TrainConfig, train_classifier
 
     paths = {}
     for name in _CLASSIFIERS:
@@ -172,10 +182,8 @@ def _fmt(value) -> str:
 def _evaluate(ckpts: dict[str, Path], test, folder: Path, device, progress: bool) -> list[Path]:
     from tqdm import tqdm
 
-    from robustness._checkpoints import load_for_eval
-    from robustness._engine import EvalOptions, evaluate, work_rows
-    from robustness._io import write_result
-    from transforms import get_sweep
+    from geomrobust.robustness import EvalOptions, evaluate, load_for_eval, work_rows, write_result
+    from geomrobust.transforms import get_sweep
 
     written = []
     for sweep_name in _EVAL_SWEEPS:
@@ -214,10 +222,8 @@ def _evaluate(ckpts: dict[str, Path], test, folder: Path, device, progress: bool
 
 def _pairs(args, train, test, out: Path, device, progress: bool) -> Path:
 
-    from models import TrainConfig, train_pairs
-    from robustness._checkpoints import load_for_eval
-    from robustness._io import write_pair_result
-    from robustness._pairs_eval import evaluate_pairs
+    from geomrobust.models import TrainConfig, train_pairs
+    from geomrobust.robustness import evaluate_pairs, load_for_eval, write_pair_result
 
     ckpt = out / "checkpoints" / "pair-net.safetensors"
     config = TrainConfig(
@@ -258,7 +264,7 @@ def _draw_sweeps(test, out: Path) -> None:
     import torch
     from matplotlib.figure import Figure
 
-    from transforms import get_sweep, warp
+    from geomrobust.transforms import get_sweep, warp
 
     picks = [int((test.labels == d).nonzero()[0]) for d in range(4)]
     images = test.images[picks]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-from robustness._errors import UsageError
+from geomrobust.cli._errors import UsageError
+from geomrobust.cli._options import add_force, add_out, add_progress, add_seed, progress_bar
 
 log = logging.getLogger("geomrobust")
 
@@ -21,7 +21,7 @@ RECIPES = {
 }
 
 
-def add_make_dataset_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     recipes = "; ".join(
         f"{name}: " + ", ".join(f"--{k} {v}" for k, v in spec.items())
         for name, spec in RECIPES.items()
@@ -61,16 +61,17 @@ def add_make_dataset_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", type=int, help="write this many transformation pairs instead")
     p.add_argument("--classes", type=int, default=7, choices=[7, 8], help="pair classes")
     p.add_argument("--crop", action="store_true", help="crop pairs free of rotation padding")
-    p.add_argument("--seed", type=int, default=0, help="pair seed (default: 0)")
+    add_seed(p, what="the pairs")
     p.add_argument("--download", action="store_true", help="fetch the dataset (needs internet)")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--force", action="store_true", help="overwrite a set already in --out")
+    add_out(p, metavar="DIR", help="output folder")
+    add_force(p, what="a set already in --out")
     p.add_argument("--verify", action="store_true", help="only check --out against its manifest")
+    add_progress(p)
     p.set_defaults(handler=run_make_dataset)
 
 
 def run_make_dataset(args: argparse.Namespace) -> int:
-    from transforms.datasets import DatasetError, verify_materialised
+    from geomrobust.transforms.datasets import DatasetError, verify_materialised
 
     try:
         if args.verify:
@@ -102,7 +103,7 @@ def _resolve(args: argparse.Namespace) -> dict:
 
 
 def _sweep(args: argparse.Namespace, spec: dict):
-    from transforms import get_sweep, make_sweep, parse_range, parse_shifts
+    from geomrobust.transforms import get_sweep, make_sweep, parse_range, parse_shifts
 
     try:
         if "sweep" in spec:
@@ -153,9 +154,7 @@ def _command(args: argparse.Namespace, spec: dict) -> str:
 
 
 def _make(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from transforms.datasets import (
+    from geomrobust.transforms.datasets import (
         PairConfig,
         TransformedDataset,
         TransformPairs,
@@ -184,7 +183,7 @@ def _make(args: argparse.Namespace) -> int:
             ),
             generator=args.seed,
         )
-        with tqdm(total=len(pairs), desc="pairs", unit="img", file=sys.stderr) as bar:
+        with progress_bar(args.progress, len(pairs), "pairs") as bar:
             manifest = materialise_pairs(pairs, args.out, progress=bar.update, **common)
     else:
         fill = _fill(args.fill, source.images)
@@ -195,7 +194,7 @@ def _make(args: argparse.Namespace) -> int:
             padding="constant" if fill is not None else "zeros",
             fill=fill,
         )
-        with tqdm(total=len(data), desc=args.name, unit="img", file=sys.stderr) as bar:
+        with progress_bar(args.progress, len(data), args.name) as bar:
             manifest = materialise(data, args.out, progress=bar.update, **common)
     print(
         f"wrote {manifest['n_images']} images to {args.out} "

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from robustness._errors import UsageError
+from geomrobust.cli._options import add_force, add_out, add_progress
 
-__all__ = ["add_report_parser"]
+__all__ = ["add_parser"]
 
 
-def add_report_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
         help="write an HTML/Markdown report comparing eval results side by side",
@@ -19,7 +19,7 @@ def add_report_parser(sub: argparse._SubParsersAction) -> None:
             "on the same data, sweep and transform convention are shown side by side: a table "
             "(parameters, FLOPs, clean, mean, worst and all-points accuracy, consistency, and "
             "the paired comparison with the first model given) and seaborn figures (accuracy "
-            "against scale, angle and shift with 95%% bands, scale x rotation heatmaps and "
+            "against scale, angle and shift with 95 % bands, scale x rotation heatmaps and "
             "their differences, confusion matrices at the clean and worst points, per-class "
             "drop, a gallery of examples). Writes OUT/index.html (self-contained), "
             "OUT/report.md, OUT/summary.csv (one row per model x point) and OUT/figures/ "
@@ -27,7 +27,7 @@ def add_report_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("results", nargs="+", type=Path, metavar="RESULT.json")
-    p.add_argument("--out", type=Path, required=True, help="report folder (created if missing)")
+    add_out(p, metavar="DIR", help="report folder (created if missing)")
     p.add_argument(
         "--data-root",
         type=Path,
@@ -38,26 +38,23 @@ def add_report_parser(sub: argparse._SubParsersAction) -> None:
         "--examples", type=int, default=6, help="images per example gallery (1..32, default 6)"
     )
     p.add_argument("--title", default="Geometric robustness report", help="the report's title")
-    p.add_argument("--force", action="store_true", help="replace an earlier report in --out")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_force(p, what="an earlier report in --out")
+    add_progress(p)
     p.set_defaults(handler=run_report)
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from reports import ReportError, build_report
+    from geomrobust.reports import build_report
 
-    try:
-        files = build_report(
-            args.results,
-            args.out,
-            data_root=args.data_root,
-            examples=args.examples,
-            title=args.title,
-            force=args.force,
-            progress=not args.no_progress,
-        )
-    except ReportError as exc:
-        raise UsageError(str(exc)) from None
+    files = build_report(
+        args.results,
+        args.out,
+        data_root=args.data_root,
+        examples=args.examples,
+        title=args.title,
+        force=args.force,
+        progress=args.progress,
+    )
     for note in files.notes:
         print(f"note: {note}")
     print(f"wrote {files.html}")

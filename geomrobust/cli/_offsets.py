@@ -2,7 +2,7 @@
 
 Register it with :func:`add_offsets_parser`. Bad input (a regular model, an unknown layer, an
 index or position off range, an output suffix other than ``.png``/``.gif``, an existing
-output without ``--force``) raises :class:`~robustness._errors.UsageError`, which the CLI
+output without ``--force``) raises :class:`~geomrobust.cli._errors.UsageError`, which the CLI
 prints as one ``error: ...`` line with exit status 2.
 """
 
@@ -10,20 +10,29 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-from robustness._errors import UsageError
-from robustness._eval_cmd import resolve_device
+from geomrobust.cli._errors import UsageError
+from geomrobust.cli._inputs import add_data_args, load_data
+from geomrobust.cli._options import (
+    add_device,
+    add_force,
+    add_out,
+    add_progress,
+    add_threads,
+    progress_bar,
+    resolve_device,
+    set_threads,
+)
 
-__all__ = ["add_offsets_parser", "run_offsets"]
+__all__ = ["add_parser", "run_offsets"]
 
 log = logging.getLogger("geomrobust")
 
 _SUFFIXES = (".png", ".gif")
 
 
-def add_offsets_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``offsets`` on a subparsers object."""
     p = sub.add_parser(
         "offsets",
@@ -56,14 +65,10 @@ def add_offsets_parser(sub: argparse._SubParsersAction) -> None:
         help="architecture for a checkpoint without metadata (registry name or "
         "package.module:factory)",
     )
-    p.add_argument("--dataset", default="digits", help="dataset (default: digits, embedded)")
-    p.add_argument("--split", default="test", help="split (default: test)")
-    p.add_argument("--data-root", type=Path, help="folder with the dataset's files")
+    add_data_args(p, default="digits", required=False)
     p.add_argument("--index", type=int, default=0, help="image index in the split (default: 0)")
-    p.add_argument(
-        "--out",
-        type=Path,
-        required=True,
+    add_out(
+        p,
         metavar="FILE.png|FILE.gif",
         help="output: .png (a grid of panels, one per scale) or .gif (one frame per scale)",
     )
@@ -95,18 +100,10 @@ def add_offsets_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--frame-ms", type=int, default=700, help="GIF frame duration in ms (default: 700)"
     )
-    p.add_argument(
-        "--device",
-        default="auto",
-        help="auto (cuda if available, else cpu), cpu, cuda or cuda:N (default: auto)",
-    )
-    p.add_argument("--force", action="store_true", help="overwrite an existing output")
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="show a progress bar on stderr (default: on)",
-    )
+    add_device(p)
+    add_threads(p)
+    add_force(p, what="an existing output")
+    add_progress(p)
     p.set_defaults(handler=run_offsets)
 
 
@@ -142,7 +139,7 @@ def _position(text: str) -> tuple[int, int] | str:
 
 
 def _scales(text: str | None) -> tuple[float, ...]:
-    from transforms import get_sweep, parse_range
+    from geomrobust.transforms import get_sweep, parse_range
 
     if text is None:
         return tuple(p.scale for p in get_sweep("scale"))
@@ -159,7 +156,7 @@ def _scales(text: str | None) -> tuple[float, ...]:
 
 
 def _deformable_refs() -> list[str]:
-    from models import get_model_info, list_refs
+    from geomrobust.models import get_model_info, list_refs
 
     out = []
     for ref in list_refs():
@@ -172,12 +169,16 @@ def _deformable_refs() -> list[str]:
 
 
 def run_offsets(args: argparse.Namespace) -> int:
-    from models import CheckpointError
-    from reports._offsets import deformable_layers, sampling_points, track_position
-    from reports._offsets_draw import OffsetPanel, offsets_figure, offsets_frames, write_gif
-    from robustness._checkpoints import load_for_eval
-    from transforms import scale
-    from transforms.datasets import load_dataset
+    from geomrobust.models import CheckpointError
+    from geomrobust.reports._offsets import deformable_layers, sampling_points, track_position
+    from geomrobust.reports._offsets_draw import (
+        OffsetPanel,
+        offsets_figure,
+        offsets_frames,
+        write_gif,
+    )
+    from geomrobust.robustness import load_for_eval
+    from geomrobust.transforms import scale
 
     out: Path = args.out
     suffix = _check_out(out, args.force)
@@ -185,11 +186,9 @@ def run_offsets(args: argparse.Namespace) -> int:
     scales = _scales(args.scales)
     if args.frame_ms < 20:
         raise UsageError(f"--frame-ms must be >= 20; got {args.frame_ms}")
+    set_threads(args.threads)
     device = resolve_device(args.device)
-    try:
-        data = load_dataset(args.dataset, split=args.split, root=args.data_root)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
+    data = load_data(args)
     if not 0 <= args.index < len(data):
         raise UsageError(
             f"--index must be in 0..{len(data) - 1} ({args.dataset} {args.split} has "
@@ -221,18 +220,10 @@ def run_offsets(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
 
     import torch
-    from tqdm import tqdm
 
     panels = []
     size = tuple(image.shape[-2:])
-    with tqdm(
-        total=len(scales),
-        desc="offsets",
-        unit="scale",
-        file=sys.stderr,
-        leave=False,
-        disable=not args.progress,
-    ) as bar:
+    with progress_bar(args.progress, len(scales), "offsets", unit="scale") as bar:
         for s in scales:
             pos, clamped = track_position(ref, s, size)
             with torch.no_grad():

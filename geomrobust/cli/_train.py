@@ -1,32 +1,43 @@
-"""``geomrobust train`` and ``geomrobust train-pairs``: train a classifier or ``pair-net``."""
+"""``geomrobust train``: train a registered classifier; the options and steps it shares with
+``train-pairs`` (:mod:`geomrobust.cli._train_pairs`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
-from robustness._errors import UsageError
+from geomrobust.cli._errors import UsageError
+from geomrobust.cli._inputs import add_data_args, load_data
+from geomrobust.cli._options import (
+    add_batch_size,
+    add_device,
+    add_force,
+    add_out,
+    add_progress,
+    add_seed,
+    add_threads,
+    resolve_device,
+    set_threads,
+)
 
-__all__ = ["add_train_parsers", "run_train", "run_train_pairs"]
+__all__ = ["add_parser", "add_training_args", "run", "run_training"]
 
 log = logging.getLogger("geomrobust")
 
 
-def _common(p: argparse.ArgumentParser, *, epochs: int, step_gamma: float | None) -> None:
-    p.add_argument("--dataset", required=True, help="training dataset (digits, mnist, cifar10...)")
-    p.add_argument("--data-root", type=Path, help="folder with the dataset's files")
+def add_training_args(p: argparse.ArgumentParser, *, epochs: int) -> None:
+    """The options of ``train`` and ``train-pairs``."""
+    add_data_args(p, split=None)
     p.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default: {epochs})")
-    p.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
+    add_batch_size(p, default=64, what="training samples")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     p.add_argument(
         "--step-gamma",
         type=float,
-        default=step_gamma,
-        help="StepLR decay per --step-size epochs (default: "
-        f"{'none' if step_gamma is None else step_gamma}; 1 disables it)",
+        default=None,
+        help="StepLR decay per --step-size epochs (default: none; 1 disables it)",
     )
     p.add_argument("--step-size", type=int, default=1, help="epochs between LR decays")
     p.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay")
@@ -36,30 +47,27 @@ def _common(p: argparse.ArgumentParser, *, epochs: int, step_gamma: float | None
         default=0.1,
         help="share of the training images held out for validation/model selection (0.1)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of weights, split, shuffling (0)")
+    add_seed(p, what="weights, split and shuffling")
     p.add_argument(
         "--model-args",
         default=None,
         metavar="JSON",
         help="extra builder options as a JSON object, e.g. '{\"offset_bound_frac\": 0.25}'",
     )
+    add_threads(p)
+    add_device(p)
+    add_out(p, metavar="OUT.safetensors", help="checkpoint path (.safetensors)")
     p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="CPU threads (torch.set_num_threads); results are reproducible for a given count",
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from OUT.state.pt; on a run that already finished, "
+        "do nothing and exit 0",
     )
-    p.add_argument("--device", default="cpu", help="device to train on (default: cpu)")
-    p.add_argument("--out", type=Path, required=True, help="checkpoint path (.safetensors)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    p.add_argument("--force", action="store_true", help="overwrite --out / restart the run")
-    p.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars"
-    )
+    add_force(p, what="--out / restart the run")
+    add_progress(p)
 
 
-def add_train_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register ``train`` and ``train-pairs`` on the CLI's subparsers."""
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a registered classifier and save its best validation epoch",
@@ -73,39 +81,17 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--model", required=True, help="registry name (see 'geomrobust models')")
-    _common(p, epochs=14, step_gamma=None)
+    add_training_args(p, epochs=14)
     p.add_argument(
         "--augment",
         default=None,
         help="random affine augmentation, e.g. 'scale=0.5:1.5,rotation=-30:30,shift=-2:2' "
         "(default: none)",
     )
-    p.set_defaults(handler=run_train)
-
-    q = sub.add_parser(
-        "train-pairs",
-        help="train pair-net to classify transformation pairs",
-        description=(
-            "Train pair-net on (image, transformed image) pairs labelled by the transforms "
-            "applied (7 classes, or 8 with --classes 8). Training pairs are drawn afresh each "
-            "epoch from the training part; validation pairs are fixed and drawn from the "
-            "held-out images only. Same files and conventions as 'train'."
-        ),
-    )
-    q.add_argument("--encoder", default="mnist-cnn", help="encoder model (default: mnist-cnn)")
-    q.add_argument("--classes", type=int, default=7, choices=[7, 8], help="pair classes (7)")
-    q.add_argument(
-        "--pairs-per-epoch",
-        type=int,
-        default=0,
-        help="training pairs per epoch (default 0: one per training image)",
-    )
-    q.add_argument("--val-pairs", type=int, default=2000, help="validation pairs (2000)")
-    _common(q, epochs=10, step_gamma=None)
-    q.set_defaults(handler=run_train_pairs)
+    p.set_defaults(handler=run)
 
 
-def _model_args(text: str | None) -> dict[str, Any]:
+def model_args(text: str | None) -> dict[str, Any]:
     if text is None:
         return {}
     try:
@@ -117,8 +103,8 @@ def _model_args(text: str | None) -> dict[str, Any]:
     return value
 
 
-def _config(args: argparse.Namespace, **extra: Any):
-    from models import TrainConfig
+def train_config(args: argparse.Namespace, **extra: Any):
+    from geomrobust.models import TrainConfig
 
     gamma = args.step_gamma
     if gamma is not None and gamma == 1.0:
@@ -137,12 +123,7 @@ def _config(args: argparse.Namespace, **extra: Any):
         raise UsageError(f"--step-gamma must be in (0, 1], e.g. 0.7; got {args.step_gamma}")
     if args.resume and args.force:
         raise UsageError("--resume continues a run and --force restarts it: pass one of them")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError(f"--threads must be >= 1; got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     try:
         return TrainConfig(
             model=extra.pop("model"),
@@ -161,17 +142,21 @@ def _config(args: argparse.Namespace, **extra: Any):
         raise UsageError(str(exc)) from None
 
 
-def _load(args: argparse.Namespace):
-    from transforms.datasets import load_dataset
+def already_complete(args: argparse.Namespace) -> bool:
+    """``--resume`` on a run whose checkpoint is written and whose state is gone: say so."""
+    from geomrobust.models import state_path
 
-    try:
-        return load_dataset(args.dataset, split="train", root=args.data_root)
-    except ValueError as exc:  # unknown names and DatasetError
-        raise UsageError(str(exc)) from None
+    if args.resume and args.force:
+        raise UsageError("--resume continues a run and --force restarts it: pass one of them")
+    if not args.resume or not args.out.is_file() or state_path(args.out).exists():
+        return False
+    print(f"{args.out} is already complete; nothing to resume (pass --force to train again)")
+    return True
 
 
-def _run(train, config, args: argparse.Namespace) -> int:
-    dataset = _load(args)
+def run_training(train, config, args: argparse.Namespace) -> int:
+    """Train with ``train`` (``train_classifier`` or ``train_pairs``) and print the outcome."""
+    dataset = load_data(args, split="train")
     try:
         result = train(
             config,
@@ -180,7 +165,7 @@ def _run(train, config, args: argparse.Namespace) -> int:
             resume=args.resume,
             force=args.force,
             progress=args.progress,
-            device=args.device,
+            device=resolve_device(args.device),
         )
     except (FileExistsError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
@@ -200,36 +185,16 @@ def _run(train, config, args: argparse.Namespace) -> int:
     return 0
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from models import parse_augment, train_classifier
+def run(args: argparse.Namespace) -> int:
+    from geomrobust.models import parse_augment, train_classifier
 
+    if already_complete(args):
+        return 0
     try:
         augment = parse_augment(args.augment)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    config = _config(
-        args, model=args.model, model_args=_model_args(args.model_args), augment=augment
+    config = train_config(
+        args, model=args.model, model_args=model_args(args.model_args), augment=augment
     )
-    return _run(train_classifier, config, args)
-
-
-def run_train_pairs(args: argparse.Namespace) -> int:
-    from models import train_pairs
-
-    if args.pairs_per_epoch < 0:
-        raise UsageError(f"--pairs-per-epoch must be >= 0; got {args.pairs_per_epoch}")
-    if args.val_pairs < args.classes:
-        raise UsageError(
-            f"--val-pairs must be >= --classes ({args.classes}) to cover every class; "
-            f"got {args.val_pairs}"
-        )
-    model_args = {"encoder": args.encoder, **_model_args(args.model_args)}
-    config = _config(
-        args,
-        model="pair-net",
-        model_args=model_args,
-        pair_classes=args.classes,
-        pairs_per_epoch=args.pairs_per_epoch,
-        val_pairs=args.val_pairs,
-    )
-    return _run(train_pairs, config, args)
+    return run_training(train_classifier, config, args)

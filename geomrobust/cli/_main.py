@@ -1,7 +1,7 @@
 """The ``geomrobust`` console script: one program, one subcommand per job.
 
-Bad input ends with a one-line ``error: ...`` on stderr and exit status 2 (no traceback);
-an unexpected failure exits 1.
+Bad input ends with a one-line ``error: ...`` on stderr and exit status 2 (no traceback;
+:mod:`geomrobust.cli._errors`); an unexpected failure exits 1.
 """
 
 from __future__ import annotations
@@ -11,19 +11,35 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from robustness import __version__
-from robustness._demo import add_demo_parser
-from robustness._errors import UsageError
-from robustness._eval_cmd import add_eval_parsers
-from robustness._make_dataset import add_make_dataset_parser
-from robustness._models_cmd import add_models_parser
-from robustness._offsets_cmd import add_offsets_parser
-from robustness._report_cmd import add_report_parser
-from robustness._train_cmd import add_train_parsers
+from geomrobust import __version__
+from geomrobust.cli import (
+    _compare,
+    _demo,
+    _errors,
+    _eval,
+    _eval_pairs,
+    _make_dataset,
+    _models,
+    _offsets,
+    _report,
+    _train,
+    _train_pairs,
+)
 
 __all__ = ["build_parser", "main"]
 
-log = logging.getLogger("geomrobust")
+_COMMANDS = (
+    _demo,
+    _eval,
+    _eval_pairs,
+    _compare,
+    _make_dataset,
+    _models,
+    _offsets,
+    _report,
+    _train,
+    _train_pairs,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,18 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"geomrobust {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    add_demo_parser(sub)
-    add_eval_parsers(sub)
-    add_make_dataset_parser(sub)
-    add_models_parser(sub)
-    add_offsets_parser(sub)
-    add_report_parser(sub)
-    add_train_parsers(sub)
+    for command in _COMMANDS:
+        command.add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 2 bad input)."""
+    """Run the CLI; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -58,9 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.handler(args) or 0)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        _errors.print_error("interrupted")
         return 130
+    except Exception as exc:
+        status = _errors.exit_status(exc)
+        if status is None:
+            raise
+        return status

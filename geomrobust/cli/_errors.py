@@ -1,0 +1,41 @@
+"""The one place where errors become the CLI's output and exit status.
+
+Library functions raise their own input errors (``EvalInputError``, ``CheckpointError``,
+``DatasetError``, ``ReportError``), which name parameters, not flags; the command modules
+raise :class:`UsageError` for bad flags. Both end as one ``error: ...`` line on stderr with
+exit status 2 and no traceback (:func:`exit_status`); anything else is a bug and keeps its
+traceback (exit status 1).
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["UsageError", "exit_status", "input_errors", "print_error"]
+
+
+class UsageError(Exception):
+    """Bad input from the user: the message says what was wrong and how to fix it."""
+
+
+def input_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that are the user's input rather than a bug (exit status 2)."""
+    from geomrobust.models import CheckpointError
+    from geomrobust.reports import ReportError
+    from geomrobust.robustness import EvalInputError
+    from geomrobust.transforms.datasets import DatasetError
+
+    return (UsageError, EvalInputError, CheckpointError, DatasetError, ReportError)
+
+
+def print_error(message: object) -> None:
+    """``error: MESSAGE`` on stderr, on one line as the user will read it."""
+    print(f"error: {message}", file=sys.stderr)
+
+
+def exit_status(exc: BaseException) -> int | None:
+    """Report ``exc`` if it is bad input and return 2; ``None`` for anything else."""
+    if isinstance(exc, input_errors()):
+        print_error(exc)
+        return 2
+    return None

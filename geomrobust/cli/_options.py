@@ -1,0 +1,139 @@
+"""The options every command spells and defaults the same way, and their checks.
+
+``--device`` (default ``auto``), ``--threads`` (default: torch's), ``--batch-size``,
+``--out``, ``--force``, ``--progress/--no-progress`` (default on) and ``--seed`` (default 0)
+are added here and nowhere else. Only ``--batch-size`` has a default of the command's own:
+an inference batch (256) and a training batch (64, part of the training recipe) are
+different settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from geomrobust.cli._errors import UsageError
+
+__all__ = [
+    "add_batch_size",
+    "add_device",
+    "add_force",
+    "add_out",
+    "add_progress",
+    "add_seed",
+    "add_threads",
+    "check_out",
+    "floats",
+    "progress_bar",
+    "resolve_device",
+    "set_threads",
+]
+
+
+def add_device(p: argparse.ArgumentParser, *, torchrun: bool = False) -> None:
+    extra = "; under torchrun rank r uses cuda:LOCAL_RANK or cpu" if torchrun else ""
+    p.add_argument(
+        "--device",
+        default="auto",
+        help=f"auto (cuda if available, else cpu), cpu, cuda or cuda:N (default: auto){extra}",
+    )
+
+
+def add_threads(p: argparse.ArgumentParser, *, torchrun: bool = False) -> None:
+    extra = ", or under torchrun the node's cores divided among its ranks" if torchrun else ""
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help=f"CPU threads (torch.set_num_threads); default: torch's{extra}",
+    )
+
+
+def add_batch_size(p: argparse.ArgumentParser, *, default: int, what: str = "images") -> None:
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=default,
+        metavar="N",
+        help=f"{what} per batch (default: {default})",
+    )
+
+
+def add_out(p: argparse.ArgumentParser, *, metavar: str, help: str, required: bool = True) -> None:
+    p.add_argument("--out", type=Path, required=required, metavar=metavar, help=help)
+
+
+def add_force(p: argparse.ArgumentParser, *, what: str = "an existing --out") -> None:
+    p.add_argument("--force", action="store_true", help=f"overwrite {what}")
+
+
+def add_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="show progress bars on stderr (default: on)",
+    )
+
+
+def add_seed(p: argparse.ArgumentParser, *, what: str) -> None:
+    p.add_argument("--seed", type=int, default=0, help=f"seed of {what} (default: 0)")
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` → ``cuda`` if available else ``cpu``; a CUDA device must exist."""
+    import torch
+
+    text = (name or "auto").strip().lower()
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if text == "cpu":
+        return "cpu"
+    if text == "cuda" or text.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise UsageError(
+                f"--device {name}: no CUDA device is available here; use --device cpu or auto"
+            )
+        return text
+    raise UsageError(f"--device must be auto, cpu, cuda or cuda:N; got {name!r}")
+
+
+def set_threads(threads: int | None) -> None:
+    """``torch.set_num_threads(threads)``; ``None`` leaves torch's default."""
+    import torch
+
+    if threads is None:
+        return
+    if threads < 1:
+        raise UsageError(f"--threads must be >= 1; got {threads}")
+    torch.set_num_threads(threads)
+
+
+def floats(text: str | None, flag: str) -> tuple[float, ...] | None:
+    """``'a,b,c'`` as floats; ``None`` stays ``None``."""
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(
+            f"{flag} must be a number or comma-separated numbers; got {text!r}"
+        ) from None
+
+
+def check_out(out: Path, force: bool, *, example: str = "result.json") -> None:
+    """``--out`` must be a file name, and new unless ``--force``."""
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name such as {out / example}")
+    if out.exists() and not force:
+        raise UsageError(
+            f"--out {out} already exists; pass --force to overwrite or choose another path"
+        )
+
+
+def progress_bar(show: bool, total: int, desc: str, *, unit: str = "img"):
+    """A tqdm bar on stderr that leaves no line behind; hidden unless ``show``."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not show, leave=False)
