@@ -102,6 +102,15 @@ def load_for_eval(
     expected = None if pairs else data.num_classes
     net, meta = load_checkpoint(path, model=model, num_classes=expected, device=device)
     assumptions: list[str] = []
+    trained_on = (meta.data_fingerprint or {}).get("dataset")
+    if isinstance(trained_on, str) and trained_on != data.name:
+        log.warning(
+            "warning: %s was trained on %r but is evaluated on %r: the two datasets may differ "
+            "in style and preprocessing, so accuracy is not the model's own-data accuracy",
+            checkpoint,
+            trained_on,
+            data.name,
+        )
     has_meta = meta.class_names is not None or meta.mean is not None
     c = data.image_shape[0]
     channels = meta.input_shape[0] if meta.input_shape else getattr(net, "in_channels", None)

@@ -3,7 +3,7 @@
 It trains ``mnist-cnn`` and its DCNv2 twin ``mnist-cnn-dcnv2`` on the digits training split,
 evaluates both under the scale, rotation and scale × rotation sweeps, trains and evaluates a
 small transformation-pair classifier, and writes the side-by-side report. Everything is
-seeded, offline, and on the CPU unless ``--device`` says otherwise.
+seeded and offline; ``--device`` (default ``auto``: CUDA when there is one) picks where it runs.
 
 Layout of ``--out``::
 

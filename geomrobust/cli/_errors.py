@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["UsageError", "exit_status", "input_errors", "print_error"]
+__all__ = ["UsageError", "as_flags", "exit_status", "input_errors", "print_error"]
 
 
 class UsageError(Exception):
@@ -28,9 +28,27 @@ def input_errors() -> tuple[type[BaseException], ...]:
     return (UsageError, EvalInputError, CheckpointError, DatasetError, ReportError)
 
 
+# Library messages name parameters; on the command line the user sets flags.
+_PARAMETERS_AS_FLAGS = (
+    ("pass root= (CLI: --data-root DIR)", "pass --data-root DIR"),
+    ("root= with download=True", "--data-root DIR with --download"),
+    ("(CLI: --data-root DIR)", "(--data-root DIR)"),
+    ("pass download=True", "pass --download"),
+    ("download=True", "--download"),
+    ("(CLI: --force)", "(--force)"),
+)
+
+
+def as_flags(message: str) -> str:
+    """``message`` with the library's parameter names replaced by the CLI's flags."""
+    for parameter, flag in _PARAMETERS_AS_FLAGS:
+        message = message.replace(parameter, flag)
+    return message
+
+
 def print_error(message: object) -> None:
     """``error: MESSAGE`` on stderr, on one line as the user will read it."""
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {as_flags(str(message))}", file=sys.stderr)
 
 
 def exit_status(exc: BaseException) -> int | None:

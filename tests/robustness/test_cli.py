@@ -72,3 +72,19 @@ def test_eval_bad_checkpoint_exits_2_through_the_console_script(tmp_path):
     assert "no.pt" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("command", ["eval", "make-dataset"])
+def test_dataset_errors_name_the_download_flag(command, tmp_path, capsys):
+    empty = tmp_path / "data"
+    empty.mkdir()
+    if command == "eval":
+        argv = ["eval", "--checkpoint", "ref:mnist-cnn", "--dataset", "mnist", "--sweep", "scale"]
+        argv += ["--data-root", str(empty), "--out", str(tmp_path / "r.json")]
+    else:
+        argv = ["make-dataset", "scaled-mnist", "--data-root", str(empty), "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: MNIST 'test' split not found under data root")
+    assert "pass --download to fetch them" in err
+    assert "download=True" not in err

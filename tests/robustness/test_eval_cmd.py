@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -425,3 +427,27 @@ def test_eval_pairs_uses_the_checkpoint_pair_config(tmp_path, capsys):
     assert recorded["angle_deg"] == [[40.0, 50.0]]
     assert recorded["shift_fraction"] == [0.2, 0.3]
     assert recorded["crop"] is True
+
+
+def test_warns_once_when_the_data_differs_from_the_training_data(ckpt_dir, tmp_path):
+    def stderr_of(ckpt: str, out: str) -> list[str]:
+        proc = subprocess.run(
+            [
+                *(sys.executable, "-m", "geomrobust", "eval", "--checkpoint", ckpt),
+                *("--dataset", "digits", "--scales", "1", "--no-progress"),
+                *("--out", str(tmp_path / out)),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+
+    warnings = stderr_of("ref:mnist-cnn", "ref.json")
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        "warning: ref:mnist-cnn was trained on 'mnist' but is evaluated on 'digits'"
+    )
+    # A checkpoint that records no training data: nothing to warn about.
+    assert stderr_of(str(ckpt_dir / "cnn.safetensors"), "cnn.json") == []
