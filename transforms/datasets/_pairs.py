@@ -10,6 +10,7 @@ can be told apart.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -71,9 +72,12 @@ class PairConfig:
         shift_fraction: Shift length as a fraction of the image side, in a uniformly
             random direction; default 10–20 %.
         crop: Crop both images of every pair (all classes alike, so the crop tells nothing
-            about the class) to the largest centred square that a rotation by the largest
-            angle keeps free of padding, then resize back to the original size, so that a
-            rotation is not betrayed by black corners.
+            about the class) to the largest centred square that every rotation in
+            ``angle_deg`` keeps free of padding (:meth:`crop_box`), then resize back to the
+            original size, so that a rotation alone is not betrayed by black corners. The
+            crop hides the padding of rotations only: a displacement (padding along the edge
+            the content moves away from) or a scale < 1 (padding around the shrunk content,
+            mostly when rotated too) can still show padding inside the crop.
         interpolation, padding: Warp options (see :func:`geomrobust.transforms.affine`).
     """
 
@@ -111,7 +115,18 @@ class PairConfig:
 
     def crop_side(self, size: int) -> int:
         """Side of the centred square that every rotation in ``angle_deg`` keeps free of
-        padding, for square images of side ``size``: ``size / max(|cos a| + |sin a|)``."""
+        padding, for square images of side ``size``.
+
+        Pixel centres sit at integer coordinates and the centre at ``(size - 1) / 2``
+        (``align_corners=False``), so an image's pixel centres span ``size - 1`` px and a
+        crop's span ``side - 1``; a rotation by ``a`` widens the crop's span by
+        ``|cos a| + |sin a|``, and the widest must fit in the image's:
+        ``side = floor((size - 1) / max(|cos a| + |sin a|)) + 1``, less one if ``size - side``
+        is odd, so that the crop is centred (equal margins). At least 1 (``size`` odd) or 2
+        (``size`` even), the smallest centred squares.
+        """
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+            raise ValueError(f"size must be an int >= 1; got {size!r}")
 
         def spread(deg: float) -> float:
             rad = math.radians(deg)
@@ -123,7 +138,25 @@ class PairConfig:
                 45.0 + 90.0 * k for k in range(-4, 5) if lo <= 45.0 + 90.0 * k <= hi
             ]
             worst = max(worst, *(spread(a) for a in candidates))
-        return max(1, math.floor(size / worst))
+        side = math.floor((size - 1) / worst) + 1
+        side -= (size - side) % 2
+        return int(max(side, 2 - size % 2))
+
+    def crop_box(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """``(top, left, crop_height, crop_width)`` of the crop of ``height × width`` images:
+        the centred square of :meth:`crop_side` ``(min(height, width))``, one pixel narrower
+        along the other axis when that axis's parity differs (so it stays centred and free
+        of padding). The margins are equal: ``height - top - crop_height == top``, and
+        likewise for ``left``."""
+        side = self.crop_side(min(height, width))
+
+        def along(size: int) -> int:
+            if (size - side) % 2 == 0:
+                return side
+            return side - 1 if side > 1 else side + 1
+
+        crop_h, crop_w = along(height), along(width)
+        return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
 
 
 class TransformPairs(torch.utils.data.Dataset):
@@ -205,9 +238,8 @@ class TransformPairs(torch.utils.data.Dataset):
 
     def _crop(self, images: Tensor) -> Tensor:
         h, w = images.shape[-2:]
-        side = self.config.crop_side(min(h, w))
-        top, left = (h - side) // 2, (w - side) // 2
-        crop = images[..., top : top + side, left : left + side]
+        top, left, crop_h, crop_w = self.config.crop_box(h, w)
+        crop = images[..., top : top + crop_h, left : left + crop_w]
         return F.interpolate(
             crop, size=(h, w), mode="bilinear", align_corners=False, antialias=False
         )

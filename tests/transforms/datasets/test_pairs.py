@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from geomrobust.transforms import warp
+from geomrobust.transforms import AffineBatch, warp
 from geomrobust.transforms.datasets import (
     PairClass,
     PairConfig,
@@ -80,8 +80,8 @@ def test_transformed_image_is_the_original_warped_by_its_parameters(digits_test)
 
 def test_crop_keeps_size_and_removes_rotation_corners(digits_test):
     config = PairConfig(crop=True)
-    assert config.crop_side(28) == 20  # 28 / (cos 30° + sin 30°) = 20.5
-    assert PairConfig(angle_deg=((40.0, 50.0),)).crop_side(28) == 19  # worst at 45°
+    assert config.crop_side(28) == 20  # 27 / (cos 30° + sin 30°) = 19.8, + 1
+    assert PairConfig(angle_deg=((40.0, 50.0),)).crop_side(28) == 20  # 27 / √2 = 19.1, + 1
     # A white image rotated by 30°: the corners are black without the crop, not with it.
     white = load_dataset("digits", split="test")
     white = type(white)(
@@ -98,6 +98,89 @@ def test_crop_keeps_size_and_removes_rotation_corners(digits_test):
     assert cropped.shape == plain.shape
     assert plain.min() == 0.0
     assert cropped.min() > 0.99
+
+
+def _ones(like, height: int, width: int):
+    """``like`` with every image replaced by an all-ones ``height × width`` image."""
+    return type(like)(
+        like.name,
+        like.split,
+        torch.ones(len(like), 1, height, width),
+        like.labels,
+        like.classes,
+        like.fingerprint,
+    )
+
+
+def _drawable_angles(config: PairConfig) -> torch.Tensor:
+    """Every range's ends, the worst angles (±45°, ±135°) inside it and 41 angles across it."""
+    angles = []
+    for lo, hi in config.angle_deg:
+        angles += [lo, hi, *np.linspace(lo, hi, 41)]
+        angles += [a for a in (-135.0, -45.0, 45.0, 135.0) if lo <= a <= hi]
+    return torch.tensor(angles, dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    "angle_deg",
+    [((-30.0, -15.0), (15.0, 30.0)), ((40.0, 50.0),), ((-100.0, -60.0), (120.0, 170.0))],
+    ids=["default", "around-45", "past-90"],
+)
+@pytest.mark.parametrize(
+    "size", [(28, 28), (32, 32), (28, 32), (31, 31), (27, 32)], ids=lambda s: f"{s[0]}x{s[1]}"
+)
+def test_crop_box_is_centred_and_free_of_rotation_padding(angle_deg, size):
+    config = PairConfig(angle_deg=angle_deg, crop=True)
+    h, w = size
+    top, left, crop_h, crop_w = config.crop_box(h, w)
+    assert h - top - crop_h == top  # centred: equal margins
+    assert w - left - crop_w == left
+    assert max(crop_h, crop_w) == config.crop_side(min(h, w))
+    # An all-ones image rotated by every angle the config can draw, with zero padding: any
+    # padding inside the crop pulls a pixel below 1.
+    angles = _drawable_angles(config)
+    n = len(angles)
+    params = AffineBatch(
+        torch.ones(n, dtype=angles.dtype), angles, torch.zeros(n, 2, dtype=angles.dtype)
+    )
+    for interpolation in ("bilinear", "nearest"):
+        rotated = warp(torch.ones(n, 1, h, w), params, interpolation=interpolation)
+        assert rotated.min() == 0.0  # the padding is there, outside the crop
+        inside = rotated[..., top : top + crop_h, left : left + crop_w]
+        assert inside.min() > 1 - 1e-6, interpolation
+    # The crop is the largest centred square: two pixels wider shows padding.
+    side = config.crop_side(min(h, w))
+    if side + 2 <= min(h, w):
+        t, s = (h - side - 2) // 2, (w - side - 2) // 2
+        rotated = warp(torch.ones(n, 1, h, w), params)
+        assert rotated[..., t : t + side + 2, s : s + side + 2].min() < 1 - 1e-3
+
+
+def test_crop_side_values():
+    config = PairConfig()
+    # 31 / (cos 30° + sin 30°) = 22.7 -> 23, but 32 - 23 is odd: 22 (margins 5 and 5).
+    assert config.crop_side(32) == 22
+    assert config.crop_box(32, 32) == (5, 5, 22, 22)
+    assert config.crop_box(28, 28) == (4, 4, 20, 20)
+    assert config.crop_box(28, 31) == (4, 6, 20, 19)  # 31 - 20 is odd: one narrower
+    assert PairConfig(angle_deg=((90.0, 90.0),)).crop_side(32) == 32  # no corners to hide
+    assert PairConfig(angle_deg=((45.0, 45.0),)).crop_side(2) == 2  # smallest centred square
+    with pytest.raises(ValueError, match="size must be an int >= 1; got 0"):
+        config.crop_side(0)
+
+
+@pytest.mark.parametrize("size", [28, 32])
+def test_cropped_rotation_pairs_show_no_padding(digits_test, size):
+    # Every rotation pair of all-ones images, cropped and resized back, is all ones.
+    ones = _ones(digits_test, size, size)
+    idx = np.arange(2, 7 * 600, 7)  # rotation pairs, |angle| in 15°–30°
+    pairs = TransformPairs(ones, 7 * 600, config=PairConfig(crop=True), generator=0)
+    _, params = pairs.params(idx)
+    assert params.angle_deg.abs().max() > 29.9  # the largest angles are drawn
+    originals, transformed, _, _ = pairs.batch(idx)
+    assert transformed.shape == (len(idx), 1, size, size)
+    assert originals.min() > 1 - 1e-6
+    assert transformed.min() > 1 - 1e-6
 
 
 def test_config_errors(digits_test):
