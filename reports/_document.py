@@ -105,6 +105,6 @@ def versus_text(row: ModelRow) -> tuple[str, str]:
         mean += " *"
     mcnemar = (
         f"better at {v.better}, worse at {v.worse} of {v.points} points "
-        f"(p < {v.alpha:g}); clean p = {v.clean_p:.2g}"
+        f"(Holm-corrected, α = {v.alpha:g}); clean p = {v.clean_p:.2g}"
     )
     return mean, mcnemar

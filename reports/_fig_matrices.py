@@ -28,6 +28,7 @@ from geomrobust.reports._fig_style import (
     _titles,
     _worst_point,
 )
+from geomrobust.reports._stats import holm_reject
 from geomrobust.robustness import EvalResult, PairResult, mcnemar_exact
 
 # --------------------------------------------------------------------------- heatmaps
@@ -142,17 +143,6 @@ def _paired(a: EvalResult, b: EvalResult) -> bool:
     return same_data and same_warp and np.array_equal(a.predictions.labels, b.predictions.labels)
 
 
-def _holm(pvalues: np.ndarray, alpha: float) -> np.ndarray:
-    """Holm–Bonferroni rejections (family-wise error ``alpha``) of ``pvalues``."""
-    m = pvalues.size
-    reject = np.zeros(m, dtype=bool)
-    for rank, i in enumerate(np.argsort(pvalues, kind="stable")):
-        if pvalues[i] > alpha / (m - rank):
-            break
-        reject[i] = True
-    return reject
-
-
 def heatmap_difference(
     a: tuple[str, EvalResult],
     b: tuple[str, EvalResult],
@@ -201,7 +191,7 @@ def heatmap_difference(
                 for k in common
             ]
         )
-        for (row, col), hit in zip(cells, _holm(pvalues, alpha), strict=True):
+        for (row, col), hit in zip(cells, holm_reject(pvalues, alpha), strict=True):
             marked[row, col] = hit
     limit = max(1.0, float(np.ceil(np.nanmax(np.abs(diff)))))
     width, height, annotate = _heatmap_size(len(angles), len(scales))

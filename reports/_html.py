@@ -78,12 +78,13 @@ def _group(section: GroupSection, colours: dict[str, str]) -> str:
         f"{'zero' if t.fill is None else escape(str(t.fill_spec or list(t.fill)))} padding. "
         f"Δ mean is this model minus <b>{escape(g.entries[0].label)}</b> with a paired "
         "bootstrap 95 % interval (* when it excludes 0); McNemar counts the points where the "
-        "exact McNemar test on the same images finds a difference."
+        "exact McNemar test on the same images finds a difference, Holm-corrected over the "
+        "sweep's points."
     )
     head = (
         '<tr><th class="name">model</th><th>params</th><th>FLOPs</th><th>clean</th>'
         "<th>mean</th><th>worst</th><th>all points</th><th>consistency</th>"
-        '<th>Δ mean vs first</th><th class="name">McNemar vs first</th></tr>'
+        '<th>Δ mean vs first</th><th class="name">McNemar vs first (Holm-corrected)</th></tr>'
     )
     body = []
     for row in section.rows:

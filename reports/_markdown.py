@@ -57,7 +57,8 @@ def _group(section: GroupSection) -> list[str]:
         f"{fmt_count(r.data.n)} images; {len(r.sweep)} points; "
         f"{md_escape(r.transform.interpolation)} interpolation. Δ mean is each model minus "
         f"**{md_escape(g.entries[0].label)}** with a paired bootstrap 95 % interval (\\* when "
-        "it excludes 0).",
+        "it excludes 0). McNemar counts the points where the exact McNemar test on the same "
+        "images finds a difference, Holm-corrected over the sweep's points.",
         "",
     ]
     rows = []
@@ -80,7 +81,7 @@ def _group(section: GroupSection) -> list[str]:
             ]
         )
     header = ["model", "params", "FLOPs", "clean", "mean", "worst", "all points"]
-    header += ["consistency", "Δ mean vs first", "McNemar vs first"]
+    header += ["consistency", "Δ mean vs first", "McNemar vs first (Holm-corrected)"]
     lines += _table(header, rows)
     lines.append("")
     for fig in section.figures:

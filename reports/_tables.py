@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from geomrobust.reports._inputs import EvalEntry, Group, PairEntry
+from geomrobust.reports._stats import holm_reject
 from geomrobust.robustness import IncompatibleResultsError, compare_results
 
 __all__ = [
@@ -97,10 +98,11 @@ class VersusFirst:
         mean_difference: Sweep-mean accuracy difference.
         mean_ci95: Paired bootstrap 95 % interval of that difference.
         clean_p: Exact McNemar p-value on the clean images.
-        better, worse: Points where this model is significantly (McNemar p < ``alpha``)
-            better or worse than the first.
-        points: Points compared.
-        alpha: The significance level used for ``better`` and ``worse``.
+        better, worse: Points where this model is significantly better or worse than the
+            first: exact McNemar, Holm-corrected over the ``points`` compared at
+            family-wise level ``alpha`` (as the difference heatmaps mark their cells).
+        points: Points compared (the Holm family).
+        alpha: The family-wise significance level used for ``better`` and ``worse``.
     """
 
     mean_difference: float
@@ -142,8 +144,9 @@ class ModelRow:
 
 def _versus(first: EvalEntry, other: EvalEntry, *, alpha: float, seed: int) -> VersusFirst:
     cmp = compare_results(other.result, first.result, resamples=2000, seed=seed)
-    better = sum(p.mcnemar_p < alpha and p.difference > 0 for p in cmp.points)
-    worse = sum(p.mcnemar_p < alpha and p.difference < 0 for p in cmp.points)
+    reject = holm_reject([p.mcnemar_p for p in cmp.points], alpha)
+    better = sum(bool(r) and p.difference > 0 for p, r in zip(cmp.points, reject, strict=True))
+    worse = sum(bool(r) and p.difference < 0 for p, r in zip(cmp.points, reject, strict=True))
     return VersusFirst(
         mean_difference=cmp.mean_accuracy_difference,
         mean_ci95=cmp.mean_difference_ci95,

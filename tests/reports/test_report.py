@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import re
 import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 from _report_data import EVIL, load_json
 
@@ -13,13 +15,26 @@ from geomrobust.cli import main
 from geomrobust.reports import (
     SUMMARY_COLUMNS,
     ReportError,
+    _fig_matrices,
     build_report,
     group_results,
     load_inputs,
 )
+from geomrobust.reports._document import versus_text
+from geomrobust.reports._inputs import EvalEntry, Group
 from geomrobust.reports._markdown import md_escape
+from geomrobust.reports._stats import holm_reject
 from geomrobust.reports._tables import model_table
 from geomrobust.robustness import compare_results, load_result
+from geomrobust.robustness._results import (
+    DataRecord,
+    EvalResult,
+    ModelRecord,
+    Predictions,
+    TransformRecord,
+    summarise,
+)
+from geomrobust.transforms import make_sweep
 
 
 def test_writes_every_file_and_embeds_every_figure(full_report):
@@ -109,8 +124,82 @@ def test_model_table_matches_summary_and_compare(results):
     assert v.mean_difference == cmp.mean_accuracy_difference
     assert v.mean_ci95 == cmp.mean_difference_ci95
     assert v.clean_p == cmp.clean.mcnemar_p
-    assert v.better == sum(p.mcnemar_p < 0.05 and p.difference > 0 for p in cmp.points)
-    assert v.worse == sum(p.mcnemar_p < 0.05 and p.difference < 0 for p in cmp.points)
+    reject = holm_reject([p.mcnemar_p for p in cmp.points], 0.05)
+    diffs = np.array([p.difference for p in cmp.points])
+    assert v.better == int(np.sum(reject & (diffs > 0)))
+    assert v.worse == int(np.sum(reject & (diffs < 0)))
+
+
+def test_holm_reject_steps_down_and_stops_at_the_first_failure():
+    # alpha / 3, alpha / 2, alpha: 0.0167, 0.025, 0.05
+    assert holm_reject([0.01, 0.02, 0.04], 0.05).tolist() == [True, True, True]
+    assert holm_reject([0.04, 0.01, 0.03], 0.05).tolist() == [False, True, False]
+    assert holm_reject([0.03, 0.02, 0.01], 0.05).tolist() == [True, True, True]
+    assert holm_reject([0.0078125, 0.03125, 0.03125], 0.05).tolist() == [True, False, False]
+    assert holm_reject([], 0.05).tolist() == []
+    # The difference heatmaps mark their cells with this very function.
+    assert _fig_matrices.holm_reject is holm_reject
+
+
+def _result(correct: np.ndarray) -> EvalResult:
+    """A result on 20 images over the scales 0.8, 0.9, 1.1; ``correct`` is ``(3, 20)``."""
+    labels = np.arange(correct.shape[1], dtype=np.int64) % 10
+    pred = np.where(correct, labels, (labels + 1) % 10).astype(np.int64)
+    predictions = Predictions(labels, labels.copy(), pred)
+    sweep = make_sweep(scales=(0.8, 0.9, 1.1))
+    clean, points, summary = summarise(sweep, predictions, num_classes=10)
+    return EvalResult(
+        model=ModelRecord("tiny", 1, num_classes=10),
+        data=DataRecord("digits", "test", labels.shape[0], {"images_sha256": "same"}),
+        sweep=sweep,
+        transform=TransformRecord("bilinear", "zeros"),
+        clean=clean,
+        points=points,
+        summary=summary,
+        predictions=predictions,
+    )
+
+
+def test_mcnemar_counts_are_holm_corrected():
+    first = np.zeros((3, 20), dtype=bool)
+    first[:, 10:] = True  # images 10-19 right at every point
+    other = first.copy()
+    other[0, :8] = True  # 8 discordant, all for B: p = 2 / 2**8 = 0.0078
+    other[1, :6] = True  # 6 discordant, all for B: p = 2 / 2**6 = 0.031
+    other[2, 10:16] = False  # 6 discordant, all for A: p = 0.031
+    a, b = _result(first), _result(other)
+    cmp = compare_results(b, a)
+    assert [p.mcnemar_p for p in cmp.points] == [2 / 2**8, 2 / 2**6, 2 / 2**6]
+    # Raw p < 0.05 would count better at 2 and worse at 1; Holm over the 3 points keeps
+    # only the first (0.031 > 0.05 / 2).
+    assert sum(p.mcnemar_p < 0.05 and p.difference > 0 for p in cmp.points) == 2
+    assert sum(p.mcnemar_p < 0.05 and p.difference < 0 for p in cmp.points) == 1
+    group = Group(
+        "g1-scale",
+        "Scale sweep (3 points)",
+        (EvalEntry("A", Path("a.json"), a), EvalEntry("B", Path("b.json"), b)),
+    )
+    rows = model_table(group, {})
+    v = rows[1].versus_first
+    assert (v.better, v.worse, v.points, v.alpha) == (1, 0, 3, 0.05)
+    assert versus_text(rows[1])[1] == (
+        "better at 1, worse at 0 of 3 points (Holm-corrected, α = 0.05); clean p = 1"
+    )
+    # At alpha = 0.1 Holm keeps all three (0.0078 <= 0.033, 0.031 <= 0.05, 0.031 <= 0.1).
+    v = model_table(group, {}, alpha=0.1)[1].versus_first
+    assert (v.better, v.worse) == (2, 1)
+
+
+def test_report_says_the_mcnemar_column_is_holm_corrected(full_report):
+    md = full_report.markdown.read_text()
+    html = full_report.html.read_text()
+    assert "| McNemar vs first (Holm-corrected) |" in md
+    assert "finds a difference, Holm-corrected over the sweep's points." in html
+    assert "finds a difference, Holm-corrected over the sweep's points." in md
+    assert '<th class="name">McNemar vs first (Holm-corrected)</th>' in html
+    assert md_escape("(p < 0.05)") not in md
+    assert md_escape("worse at 0 of 9 points (Holm-corrected, α = 0.05); clean p =") in md
+    assert "worse at 0 of 9 points (Holm-corrected, α = 0.05); clean p =" in html
 
 
 def test_names_and_paths_are_escaped(evil_report):
