@@ -83,18 +83,17 @@ def _check_out(out: Path, *, resume: bool, force: bool) -> None:
     state = state_path(out)
     if out.exists() and not force:
         raise FileExistsError(
-            f"{out} already exists; pass --force (force=True) to overwrite it, or choose "
-            "another --out"
+            f"{out} already exists; pass force=True to overwrite it, or choose another out"
         )
     if resume and not state.exists():
         raise FileNotFoundError(
             f"nothing to resume: {state} does not exist (it is removed when a run finishes); "
-            "run without --resume to start training"
+            "run with resume=False to start training"
         )
     if state.exists() and not resume and not force:
         raise FileExistsError(
-            f"{state} holds an interrupted run; pass --resume to continue it or --force to "
-            "start over"
+            f"{state} holds an interrupted run; pass resume=True to continue it or force=True "
+            "to start over"
         )
 
 
@@ -175,7 +174,7 @@ def fit(
         if state.get("format") != _STATE_FORMAT or diff:
             raise ValueError(
                 f"{state_file} is from a run with other settings or data ({diff}); resume with "
-                "the same command (only --epochs may grow), or pass --force to start over"
+                "the same settings (only epochs may grow), or pass force=True to start over"
             )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

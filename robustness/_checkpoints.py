@@ -132,7 +132,7 @@ def load_for_eval(
             f"{', '.join(data.classes[:3])}, ...): the checkpoint does not record them"
         )
     if (mean is None) != (std is None):
-        raise EvalInputError("--mean and --std must be given together (or neither)")
+        raise EvalInputError("mean and std must be given together (or neither)")
     if mean is not None:
         norm_mean, norm_std, source = tuple(mean), tuple(std or ()), "user"
         if meta.mean is not None and (tuple(meta.mean), tuple(meta.std or ())) != (
@@ -150,10 +150,10 @@ def load_for_eval(
         source = "none"
         assumptions.append(
             "the model gets images in [0, 1] (no normalisation): the checkpoint records no "
-            "mean/std and none was given (--mean/--std)"
+            "mean/std and none was given"
         )
     if not has_meta and meta.model_name is None:
-        assumptions.append("architecture given by --model (the checkpoint does not record it)")
+        assumptions.append("architecture given by the user (the checkpoint does not record it)")
     name = meta.model_name or model or type(net).__name__
     num_inputs = None
     if name in list_models():

@@ -133,8 +133,7 @@ def check_comparable(a: EvalResult, b: EvalResult) -> None:
         raise IncompatibleResultsError(
             "the results are not comparable: "
             + "; ".join(problems)
-            + ". Evaluate both models with the same --dataset/--split, sweep, --interpolation "
-            "and --fill"
+            + ". Evaluate both models on the same data split, sweep, interpolation and fill"
         )
 
 

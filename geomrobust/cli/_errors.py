@@ -35,7 +35,12 @@ _PARAMETERS_AS_FLAGS = (
     ("(CLI: --data-root DIR)", "(--data-root DIR)"),
     ("pass download=True", "pass --download"),
     ("download=True", "--download"),
+    ("pass force=True (CLI: --force)", "pass --force"),
+    ("force=True (CLI: --force)", "--force"),
     ("(CLI: --force)", "(--force)"),
+    ("pass force=True", "pass --force"),
+    ("pass resume=True", "pass --resume"),
+    ("only epochs may grow", "only --epochs may grow"),
 )
 
 

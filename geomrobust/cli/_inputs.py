@@ -76,6 +76,8 @@ def load_model_and_data(args: argparse.Namespace, *, pairs: bool = False, device
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1; got {args.batch_size}")
+    if (args.mean is None) != (args.std is None):
+        raise UsageError("--mean and --std must be given together (or neither)")
     device = device or resolve_device(args.device)
     data = load_data(args)
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from geomrobust.cli._errors import UsageError
@@ -154,8 +155,30 @@ def already_complete(args: argparse.Namespace) -> bool:
     return True
 
 
+def _check_out(args: argparse.Namespace) -> None:
+    from geomrobust.models import state_path
+
+    out: Path = args.out
+    state = state_path(out)
+    if out.exists() and not args.force:
+        raise UsageError(
+            f"--out {out} already exists; pass --force to overwrite it or choose another path"
+        )
+    if args.resume and not state.exists():
+        raise UsageError(
+            f"nothing to resume: {state} does not exist (it is removed when a run finishes); "
+            "run without --resume to start training"
+        )
+    if state.exists() and not args.resume and not args.force:
+        raise UsageError(
+            f"{state} holds an interrupted run; pass --resume to continue it or --force to "
+            "start over"
+        )
+
+
 def run_training(train, config, args: argparse.Namespace) -> int:
     """Train with ``train`` (``train_classifier`` or ``train_pairs``) and print the outcome."""
+    _check_out(args)
     dataset = load_data(args, split="train")
     try:
         result = train(

@@ -197,7 +197,7 @@ def test_resume_continues_and_matches_uninterrupted_run(digits, tmp_path):
     assert state_path(out).is_file()
     assert not out.exists()
     assert len(log_path(out).read_text().splitlines()) == 1
-    with pytest.raises(FileExistsError, match=r"holds an interrupted run; pass --resume"):
+    with pytest.raises(FileExistsError, match=r"holds an interrupted run; pass resume=True"):
         train_classifier(config, digits, out=out, progress=False)
     with pytest.raises(ValueError, match=r"other settings or data \(\['lr'\]\)"):
         train_classifier(
@@ -220,7 +220,7 @@ def test_force_is_needed_to_overwrite(digits, tmp_path):
     out = tmp_path / "m.safetensors"
     train_classifier(_config(), digits, out=out, progress=False)
     first = _weights(out)
-    with pytest.raises(FileExistsError, match=r"already exists; pass --force"):
+    with pytest.raises(FileExistsError, match=r"already exists; pass force=True"):
         train_classifier(_config(), digits, out=out, progress=False)
     with pytest.raises(FileNotFoundError, match=r"nothing to resume: .* does not exist"):
         train_classifier(

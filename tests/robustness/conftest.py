@@ -6,9 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from geomrobust.models import CheckpointMeta, build_model, save_checkpoint
 from geomrobust.transforms.datasets import (
-    DIGITS_CLASSES,
     ImageDataset,
     load_dataset,
 )
@@ -50,21 +48,3 @@ def small(digits) -> ImageDataset:
 @pytest.fixture
 def tiny() -> TinyNet:
     return TinyNet().eval()
-
-
-@pytest.fixture(scope="session")
-def ckpt_dir(tmp_path_factory):
-    """Saved checkpoints: an mnist-cnn with metadata, its plain state dict, odd ones."""
-    folder = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(0)
-    model = build_model("mnist-cnn")
-    meta = CheckpointMeta(class_names=DIGITS_CLASSES, mean=(0.13,), std=(0.31,))
-    save_checkpoint(folder / "cnn.safetensors", model, meta=meta)
-    torch.save(model.state_dict(), folder / "plain.pt")
-    save_checkpoint(folder / "rgb.safetensors", build_model("mnist-cnn", in_channels=3))
-    save_checkpoint(folder / "seven.safetensors", build_model("mnist-cnn", num_classes=7))
-    save_checkpoint(folder / "pairs.safetensors", build_model("pair-net"))
-    good = (folder / "cnn.safetensors").read_bytes()
-    (folder / "truncated.safetensors").write_bytes(good[: len(good) // 2])
-    (folder / "garbage.pt").write_bytes(b"not a checkpoint at all")
-    return folder

@@ -86,7 +86,7 @@ def test_custom_grid_fill_mean_and_pairs(tmp_path):
         (["x", "--dataset", "digits", "--scales", "1:0:0.1"], r"--scales: step 0.1 goes away"),
         (["x", "--dataset", "digits", "--sweep", "zoom"], r"unknown sweep 'zoom'; valid sweeps"),
         (["x", "--dataset", "digitz", "--sweep", "scale"], r"unknown dataset 'digitz'.*'digits'"),
-        (["scaled-mnist"], r"dataset 'mnist' is read from files: pass root= \(CLI: --data-root"),
+        (["scaled-mnist"], r"dataset 'mnist' is read from files: pass --data-root DIR, the folder"),
         (["x", "--dataset", "digits", "--sweep", "scale", "--fill", "a"], r"--fill must be"),
         (["x", "--dataset", "digits", "--pairs", "0"], r"--pairs must be >= 1; got 0"),
     ],
@@ -126,5 +126,5 @@ def test_existing_output_needs_force(tmp_path, capsys):
     argv = ["make-dataset", "x", "--dataset", "digits", "--scales", "0.5", "--out", str(tmp_path)]
     assert main(argv) == 0
     assert main(argv) == 2
-    assert "pass force=True (CLI: --force)" in capsys.readouterr().err
+    assert "pass --force to overwrite it" in capsys.readouterr().err
     assert main([*argv, "--force"]) == 0
