@@ -6,9 +6,8 @@ from shards or reloaded from a ``.predictions.npz`` file give exactly the same n
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+from scipy import stats
 
 __all__ = [
     "confusion_matrix",
@@ -19,6 +18,7 @@ __all__ = [
 ]
 
 _Z95 = 1.959963984540054  # the 97.5 % quantile of the standard normal
+_LEVEL95 = float(2.0 * stats.norm.cdf(_Z95) - 1.0)  # == 0.95 exactly
 
 
 def _check_count(value: int, *, name: str) -> int:
@@ -32,6 +32,11 @@ def _check_count(value: int, *, name: str) -> int:
 def wilson_interval(correct: int, n: int, *, z: float = _Z95) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion (95 % by default).
 
+    Computed by ``scipy.stats.binomtest(correct, n).proportion_ci(method="wilson")``; ``z`` is
+    turned into the confidence level ``2 * Phi(z) - 1``. That round trip is exact to ~1e-15
+    for ``z`` up to about 4, but loses digits beyond (~1e-12 at ``z = 5``, ~1e-4 at ``z = 8``),
+    and from ``z`` ≈ 8.3 the level rounds to 1, which is refused.
+
     Args:
         correct: Successes, ``0 <= correct <= n``.
         n: Trials.
@@ -41,24 +46,24 @@ def wilson_interval(correct: int, n: int, *, z: float = _Z95) -> tuple[float, fl
         ``(low, high)`` within [0, 1]; ``(0.0, 1.0)`` when ``n == 0`` (nothing is known).
 
     Raises:
-        ValueError: ``correct`` outside ``[0, n]`` or a negative ``n``.
+        ValueError: ``correct`` outside ``[0, n]``, a negative ``n``, or a ``z`` whose level
+            ``2 * Phi(z) - 1`` is not in [0, 1) (negative, NaN or too large).
         TypeError: a count is not an int.
     """
     correct = _check_count(correct, name="correct")
     n = _check_count(n, name="n")
     if correct > n:
         raise ValueError(f"correct must be <= n; got correct={correct}, n={n}")
+    level = _LEVEL95 if z == _Z95 else float(2.0 * stats.norm.cdf(z) - 1.0)
+    if not 0.0 <= level < 1.0:
+        raise ValueError(f"z must give a confidence level in [0, 1); got z={z} (level {level})")
     if n == 0:
         return 0.0, 1.0
-    p = correct / n
-    z2 = z * z
-    denom = 1.0 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    ci = stats.binomtest(correct, n).proportion_ci(confidence_level=level, method="wilson")
     # Clamp rounding only (the exact interval always lies in [0, 1]); the ends are exact at
     # p = 0 and p = 1.
-    low = 0.0 if correct == 0 else max(0.0, centre - half)
-    high = 1.0 if correct == n else min(1.0, centre + half)
+    low = 0.0 if correct == 0 else max(0.0, float(ci.low))
+    high = 1.0 if correct == n else min(1.0, float(ci.high))
     return low, high
 
 
@@ -99,16 +104,6 @@ def per_class_accuracy(confusion: np.ndarray) -> list[float | None]:
     return [float(confusion[i, i] / totals[i]) if totals[i] else None for i in range(len(totals))]
 
 
-def _binom_cdf_half(k: int, n: int) -> float:
-    """``P(X <= k)`` for ``X ~ Binomial(n, 1/2)``, exactly (integer arithmetic)."""
-    total = 0
-    term = 1  # comb(n, 0)
-    for i in range(k + 1):
-        total += term
-        term = term * (n - i) // (i + 1)
-    return total / (1 << n)  # int / int: correctly rounded, even for large n
-
-
 def mcnemar_exact(only_a: int, only_b: int) -> float:
     """Two-sided exact McNemar test (a binomial test on the discordant pairs).
 
@@ -118,14 +113,18 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
 
     Returns:
         The p-value, ``min(1, 2 · P(X <= min(only_a, only_b)))`` with
-        ``X ~ Binomial(only_a + only_b, 1/2)``; 1.0 without discordant pairs.
+        ``X ~ Binomial(only_a + only_b, 1/2)`` (``scipy.stats.binomtest``, two-sided); 1.0
+        without discordant pairs. It equals the exact sum of binomial terms to ~1e-12
+        relative down to 2.2e-308 (checked on every ``only_a, only_b <= 200`` and splits of
+        n = 5,000 to 50,000); below that, in the subnormal range, only digits are lost.
     """
     b = _check_count(only_a, name="only_a")
     c = _check_count(only_b, name="only_b")
     n = b + c
     if n == 0:
         return 1.0
-    return min(1.0, 2.0 * _binom_cdf_half(min(b, c), n))
+    p = stats.binomtest(min(b, c), n, 0.5, alternative="two-sided").pvalue
+    return min(1.0, float(p))
 
 
 def paired_bootstrap_ci(
@@ -163,6 +162,10 @@ def paired_bootstrap_ci(
     n = diff.shape[0]
     if n == 0:
         return 0.0, 0.0
+    # Kept over scipy.stats.bootstrap((diff,), np.mean, method="percentile", ...), which draws
+    # the same indices and gives the same interval (to rounding) but is slower: N = 10,000 and 2,000
+    # resamples, best of 3: this 0.106-0.112 s; scipy 0.150-0.156 s (0.121-0.125 s with
+    # batch=100).
     rng = np.random.default_rng(seed)
     means = np.empty(resamples)
     for start in range(0, resamples, chunk):
