@@ -25,7 +25,7 @@ from typing import NoReturn
 import numpy as np
 
 from geomrobust.cli._errors import input_errors, print_error
-from geomrobust.cli._eval import eval_inputs, partial_path, write_eval
+from geomrobust.cli._eval import already_complete, eval_inputs, partial_path, write_eval
 from geomrobust.cli._eval_pairs import pairs_inputs, write_pairs
 from geomrobust.cli._options import check_out, progress_bar, set_threads
 from geomrobust.robustness._distributed import (
@@ -133,6 +133,13 @@ def run_sharded_eval(args: argparse.Namespace, launch: Launch) -> int:
     return _run(args, launch, lambda group: _eval_job(args, launch, group))
 
 
+def _complete(group: ProcessGroup, out: Path, *, resume: bool, partial: Path | None = None):
+    """``--resume`` on a finished run: rank 0 (which writes the result) decides and says so,
+    and every rank then stops with exit status 0."""
+    done = group.launch.is_main and already_complete(out, resume=resume, partial=partial)
+    return any(group.all_gather(done, "checking for a finished result"))
+
+
 def _eval_job(args: argparse.Namespace, launch: Launch, group: ProcessGroup) -> int:
     from geomrobust.robustness._engine import EvalPlan, merge_shards
     from geomrobust.robustness._io import PartialStore
@@ -140,6 +147,8 @@ def _eval_job(args: argparse.Namespace, launch: Launch, group: ProcessGroup) -> 
     out: Path = args.out
     partial = partial_path(out)
     rank, world = launch.rank, launch.world_size
+    if _complete(group, out, resume=args.resume, partial=partial):
+        return 0
 
     def setup() -> EvalPlan:
         if launch.is_main:
@@ -232,6 +241,8 @@ def _pairs_job(args: argparse.Namespace, launch: Launch, group: ProcessGroup) ->
     from geomrobust.robustness import evaluate_pairs
 
     out: Path = args.out
+    if _complete(group, out, resume=args.resume):
+        return 0
 
     def setup():
         if launch.is_main:

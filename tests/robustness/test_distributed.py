@@ -241,6 +241,12 @@ def test_resume_reuses_the_finished_shards(failed, hook, tmp_path, monkeypatch):
     assert (run["shards"], run["shards_resumed"], run["shards_computed"]) == (9, 5, 4)
     assert (run["rows_resumed"], run["rows_computed"]) == (5, 4)
     assert not out.with_name("r.json.partial").exists()
+    # Rerun with --resume once the run has finished: every rank stops, the result is kept.
+    before = out.read_bytes()
+    proc = _torchrun(*_eval_args(hook, out, *ROWS_SWEEP, "--resume"), hook=hook)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("is already complete; nothing to resume") == 1
+    assert out.read_bytes() == before
 
 
 # --- the pure parts -----------------------------------------------------------------------
