@@ -124,3 +124,12 @@ def test_no_generic_top_level_names_are_installed(tmp_path):
         assert str(Path(geomrobust.__file__).parents[1]) not in spec
         found["robustness"] = "False"
     assert found == dict.fromkeys(_USER_PACKAGES, "False")
+
+
+@pytest.mark.parametrize("package", ["geomrobust", "geomrobust.robustness", "geomrobust.models"])
+def test_every_public_name_resolves(package):
+    import importlib
+
+    module = importlib.import_module(package)
+    missing = [name for name in module.__all__ if getattr(module, name, None) is None]
+    assert missing == []
