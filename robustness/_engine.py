@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import platform
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from geomrobust.robustness._results import (
     Predictions,
     summarise,
 )
+from geomrobust.robustness._runtime import model_device_dtype, versions
 from geomrobust.transforms import AffineParams, Sweep, get_sweep, warp
 from geomrobust.transforms.datasets import ImageDataset
 
@@ -114,7 +114,7 @@ class _Runner:
     def __init__(self, model: nn.Module, data: ImageDataset, options: EvalOptions, device: Any):
         self.model = model
         self.images = data.images
-        self.device, self.dtype = _model_device_dtype(model, device)
+        self.device, self.dtype = model_device_dtype(model, device)
         c = data.image_shape[0]
         self.options = options
         self.num_classes = data.num_classes
@@ -179,22 +179,6 @@ class _Runner:
             if progress is not None:
                 progress(e - s)
         return out
-
-
-def _model_device_dtype(model: nn.Module, device: Any) -> tuple[torch.device, torch.dtype]:
-    """The model's device and floating dtype; a requested other device is an error."""
-    tensors = [*model.parameters(), *model.buffers()]
-    floating = [t for t in tensors if t.is_floating_point()]
-    own = tensors[0].device if tensors else torch.device("cpu")
-    dtype = floating[0].dtype if floating else torch.float32
-    if device is not None:
-        wanted = torch.device(device)
-        if wanted.type != own.type or (wanted.index is not None and wanted != own):
-            raise EvalInputError(
-                f"the model is on {own} but device={str(wanted)!r} was asked; move it first "
-                f"with model.to({str(wanted)!r}) (evaluate never moves a caller's model)"
-            )
-    return own, dtype
 
 
 def _check_inputs(model: Any, data: Any) -> None:
@@ -300,16 +284,6 @@ def _default_record(model: nn.Module, options: EvalOptions, num_classes: int) ->
         std=options.std,
         normalisation_source="user" if options.mean is not None else "none",
     )
-
-
-def _versions() -> dict[str, str]:
-    from geomrobust import __version__
-
-    return {
-        "geomrobust": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
 
 
 class EvalPlan:
@@ -444,7 +418,7 @@ class EvalPlan:
             clean=clean,
             points=points,
             summary=summary,
-            versions=_versions(),
+            versions=versions(),
             assumptions=self.assumptions,
             run=dict(run),
             predictions=pred,

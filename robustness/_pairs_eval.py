@@ -19,6 +19,7 @@ from torch import nn
 from geomrobust.robustness._eval_errors import EvalInputError
 from geomrobust.robustness._metrics import confusion_matrix, per_class_accuracy, wilson_interval
 from geomrobust.robustness._results import DataRecord, ModelRecord
+from geomrobust.robustness._runtime import model_device_dtype, versions
 from geomrobust.transforms.datasets import ImageDataset, PairClass, PairConfig, TransformPairs
 
 __all__ = ["PAIRS_SCHEMA", "PairResult", "evaluate_pairs"]
@@ -173,7 +174,6 @@ def evaluate_pairs(
             than the pair config's.
     """
     from geomrobust.models import count_params
-    from geomrobust.robustness._engine import _model_device_dtype, _versions
 
     if not isinstance(model, nn.Module):
         raise EvalInputError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -195,7 +195,7 @@ def evaluate_pairs(
         raise EvalInputError(
             f"the model predicts {k} classes but the pairs have {config.num_classes}"
         )
-    device, dtype = _model_device_dtype(model, None)
+    device, dtype = model_device_dtype(model, None)
     c = data.image_shape[0]
     m = s = None
     if mean is not None and std is not None:
@@ -257,7 +257,7 @@ def evaluate_pairs(
             wilson_interval(int(confusion[i, i]), int(totals[i])) for i in range(kk)
         ),
         confusion=tuple(tuple(int(v) for v in row) for row in confusion),
-        versions=_versions(),
+        versions=versions(),
         run={
             "device": str(device),
             "batch_size": batch_size,

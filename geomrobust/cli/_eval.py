@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from geomrobust.cli._errors import UsageError
-from geomrobust.cli._inputs import add_data_args, add_model_args, load_model_and_data
+from geomrobust.cli._eval_steps import already_complete, eval_inputs, partial_path, write_eval
+from geomrobust.cli._inputs import add_data_args, add_model_args
 from geomrobust.cli._options import (
     add_batch_size,
     add_device,
@@ -20,12 +20,12 @@ from geomrobust.cli._options import (
     add_progress,
     add_threads,
     check_out,
-    floats,
     progress_bar,
     set_threads,
 )
+from geomrobust.cli._ranks import run_sharded_eval
 
-__all__ = ["add_parser", "already_complete", "eval_inputs", "partial_path", "write_eval"]
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -70,85 +70,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def already_complete(out: Path, *, resume: bool, partial: Path | None = None) -> bool:
-    """``--resume`` on a run whose result exists (and has no partial work left): say so.
-
-    A job script that reruns a command with ``--resume`` after a crash then succeeds
-    whether or not the crash came before the result was written.
-    """
-    if not resume or not out.is_file() or (partial is not None and partial.exists()):
-        return False
-    print(f"{out} is already complete; nothing to resume (pass --force to run it again)")
-    return True
-
-
-def _sweep(args: argparse.Namespace):
-    from geomrobust.transforms import get_sweep, make_sweep, parse_range, parse_shifts
-
-    custom = any(getattr(args, k) for k in ("scales", "angles", "shifts"))
-    if args.sweep and custom:
-        raise UsageError("pass either --sweep or --scales/--angles/--shifts, not both")
-    if not args.sweep and not custom:
-        raise UsageError(
-            "pass --sweep S (scale, rotation, translation, scale-rotation) or a custom grid "
-            "with --scales/--angles/--shifts"
-        )
-    try:
-        if args.sweep:
-            return get_sweep(args.sweep)
-        return make_sweep(
-            scales=parse_range(args.scales, name="--scales") if args.scales else (1.0,),
-            angles=parse_range(args.angles, name="--angles") if args.angles else (0.0,),
-            shifts=parse_shifts(args.shifts, name="--shifts") if args.shifts else ((0.0, 0.0),),
-        )
-    except (TypeError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
-
-
-def eval_inputs(args: argparse.Namespace, *, device: str | None = None):
-    """The checked inputs of ``eval``: ``(sweep, data, loaded, device, options)``."""
-    from geomrobust.robustness import EvalOptions
-
-    sweep = _sweep(args)
-    if args.fill is not None and args.fill.strip().lower() != "mean":
-        fill = floats(args.fill, "--fill")
-    else:
-        fill = args.fill
-    data, loaded, device = load_model_and_data(args, device=device)
-    if loaded.num_inputs == 2:
-        raise UsageError(
-            f"{args.checkpoint} is a pair classifier ({loaded.record.name}); evaluate it with "
-            "'geomrobust eval-pairs'"
-        )
-    options = EvalOptions(
-        mean=loaded.record.mean,
-        std=loaded.record.std,
-        interpolation=args.interpolation,
-        fill=fill,
-        batch_size=args.batch_size,
-    )
-    return sweep, data, loaded, device, options
-
-
-def partial_path(out: Path) -> Path:
-    """``RESULT.json.partial``: where finished work waits for ``--resume``."""
-    return out.with_name(out.name + ".partial")
-
-
-def write_eval(result, out: Path) -> None:
-    """Write an eval result and its predictions, and print the summary."""
-    from geomrobust.robustness import write_result
-
-    write_result(result, out)
-    s = result.summary
-    worst = s.worst_point.label()
-    print(
-        f"clean {s.clean_accuracy:.4f}  mean {s.mean_accuracy:.4f}  worst {s.worst_accuracy:.4f} "
-        f"({worst})  all-points {s.all_points_accuracy:.4f}  consistency {s.consistency:.4f}"
-    )
-    print(f"wrote {out} ({len(result.points)} points × {result.data.n} images)")
-
-
 def run(args: argparse.Namespace) -> int:
     from geomrobust.robustness import EvalInputError, evaluate, work_rows
     from geomrobust.robustness._distributed import launch_from_env
@@ -156,8 +77,6 @@ def run(args: argparse.Namespace) -> int:
 
     launch = launch_from_env()
     if launch is not None:
-        from geomrobust.cli._ranks import run_sharded_eval
-
         return run_sharded_eval(args, launch)
     out: Path = args.out
     partial = partial_path(out)

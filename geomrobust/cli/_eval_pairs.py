@@ -9,9 +9,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from geomrobust.cli._errors import UsageError
-from geomrobust.cli._eval import already_complete
-from geomrobust.cli._inputs import add_data_args, add_model_args, load_model_and_data
+from geomrobust.cli._eval_steps import already_complete, pairs_inputs, write_pairs
+from geomrobust.cli._inputs import add_data_args, add_model_args
 from geomrobust.cli._options import (
     add_batch_size,
     add_device,
@@ -24,8 +23,9 @@ from geomrobust.cli._options import (
     progress_bar,
     set_threads,
 )
+from geomrobust.cli._ranks import run_sharded_pairs
 
-__all__ = ["add_parser", "pairs_inputs", "write_pairs"]
+__all__ = ["add_parser", "run"]
 
 log = logging.getLogger("geomrobust")
 
@@ -59,49 +59,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(handler=run)
 
 
-def pairs_inputs(args: argparse.Namespace, *, device: str | None = None):
-    """The checked inputs of ``eval-pairs``: ``(data, loaded, options)``, where ``options``
-    are the keyword arguments of :func:`geomrobust.robustness.evaluate_pairs` after the
-    model and data."""
-    if args.pairs < 1:
-        raise UsageError(f"--pairs must be >= 1; got {args.pairs}")
-    data, loaded, _ = load_model_and_data(args, pairs=True, device=device)
-    if loaded.num_inputs == 1:
-        raise UsageError(
-            f"{args.checkpoint} is an image classifier ({loaded.record.name}), not a "
-            "transformation-pair classifier; evaluate it with 'geomrobust eval'"
-        )
-    k = getattr(loaded.model, "num_classes", None)
-    options = {
-        "num_pairs": args.pairs,
-        "seed": args.seed,
-        "config": _pair_config(loaded.training, k, crop=args.crop) if k in (7, 8) else None,
-        "mean": loaded.record.mean,
-        "std": loaded.record.std,
-        "batch_size": args.batch_size,
-        "record": loaded.record,
-    }
-    return data, loaded, options
-
-
-def write_pairs(result, out: Path) -> None:
-    """Write a pair result and its predictions, and print the accuracy."""
-    from geomrobust.robustness import write_pair_result
-
-    write_pair_result(result, out)
-    lo, hi = result.ci95
-    print(f"pair accuracy {result.accuracy:.4f} [{lo:.4f}, {hi:.4f}] on {result.n} pairs")
-    print(f"wrote {out}")
-
-
 def run(args: argparse.Namespace) -> int:
     from geomrobust.robustness import evaluate_pairs
     from geomrobust.robustness._distributed import launch_from_env
 
     launch = launch_from_env()
     if launch is not None:
-        from geomrobust.cli._ranks import run_sharded_pairs
-
         return run_sharded_pairs(args, launch)
     out: Path = args.out
     set_threads(args.threads)
@@ -113,23 +76,3 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_pairs(loaded.model, data, progress=bar.update, **options)
     write_pairs(result, out)
     return 0
-
-
-def _pair_config(training, num_classes: int, *, crop: bool):
-    """The pair magnitudes the checkpoint was trained with (``training["pair_config"]``), else
-    the defaults; ``--crop`` turns cropping on."""
-    from geomrobust.transforms.datasets import PairConfig
-
-    saved = training.get("pair_config") if hasattr(training, "get") else None
-    if isinstance(saved, dict):
-        try:
-            return PairConfig(
-                num_classes=num_classes,
-                angle_deg=tuple(tuple(i) for i in saved["angle_deg"]),
-                scale=tuple(tuple(i) for i in saved["scale"]),
-                shift_fraction=tuple(saved["shift_fraction"]),
-                crop=bool(saved.get("crop", False)) or crop,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            log.warning("ignoring the checkpoint's pair_config (%s); using the defaults", exc)
-    return PairConfig(num_classes=num_classes, crop=crop)

@@ -25,8 +25,14 @@ from typing import NoReturn
 import numpy as np
 
 from geomrobust.cli._errors import input_errors, print_error
-from geomrobust.cli._eval import already_complete, eval_inputs, partial_path, write_eval
-from geomrobust.cli._eval_pairs import pairs_inputs, write_pairs
+from geomrobust.cli._eval_steps import (
+    already_complete,
+    eval_inputs,
+    pairs_inputs,
+    partial_path,
+    write_eval,
+    write_pairs,
+)
 from geomrobust.cli._options import check_out, progress_bar, set_threads
 from geomrobust.robustness._distributed import (
     Launch,
