@@ -97,7 +97,7 @@ class AugmentSpec:
         return self.module(seed=seed)(images, indices, epoch=epoch)
 
 
-def parse_augment(text: str | None, *, name: str = "--augment") -> AugmentSpec | None:
+def parse_augment(text: str | None, *, name: str = "augment") -> AugmentSpec | None:
     """Parse ``"scale=LO:HI,rotation=LO:HI,shift=LO:HI"`` (any subset, any order).
 
     Args:

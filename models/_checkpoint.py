@@ -225,15 +225,14 @@ def _build_args(
         if saved is None:
             raise CheckpointMetadataError(
                 f"{path} does not say which architecture it holds (no geomrobust metadata); "
-                "pass model='NAME' (--model NAME) with a registry name or "
+                "pass model='NAME' with a registry name or "
                 "'package.module:factory'",
                 path=path,
             )
         if _is_spec(saved):
             raise CheckpointMetadataError(
                 f"{path} was saved from the user architecture {saved!r}; geomrobust does not "
-                f"import code named in a file. If you trust it, pass model={saved!r} "
-                f"(--model {saved})",
+                f"import code named in a file. If you trust it, pass model={saved!r}",
                 path=path,
             )
         model = saved

@@ -58,12 +58,12 @@ def _hex(rgb: Sequence[float]) -> str:
 
 def _check_out(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
-        raise ReportError(f"--out {out} exists and is not a folder; choose another path")
+        raise ReportError(f"out {out} exists and is not a folder; choose another path")
     existing = [name for name in REPORT_FILES if (out / name).exists()]
     if existing and not force:
         raise ReportError(
-            f"{out} already holds a report ({', '.join(existing)}); pass --force to replace "
-            "it or choose another --out"
+            f"{out} already holds a report ({', '.join(existing)}); pass force=True to "
+            "replace it or choose another out"
         )
 
 
@@ -93,7 +93,7 @@ class _DataCache:
         except (DatasetError, ValueError, OSError) as exc:
             self.notes.append(
                 f"the example gallery of {d.dataset}/{d.split} is left out: the data could not "
-                f"be loaded ({exc}); pass --data-root with the folder the evaluation used"
+                f"be loaded ({exc}); pass data_root= with the folder the evaluation used"
             )
         else:
             fp = loaded.fingerprint

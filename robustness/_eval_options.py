@@ -69,7 +69,7 @@ class EvalOptions:
                 raise EvalInputError(
                     "fill='mean' pads with the model's normalisation mean, but there is none "
                     "(the checkpoint has no mean/std and none was given); pass mean= and std= "
-                    "(--mean/--std) or a numeric fill"
+                    "or a numeric fill"
                 )
             set_(self, "fill", "mean")
         elif fill is not None:

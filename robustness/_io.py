@@ -276,7 +276,9 @@ class PartialStore:
         if resume:
             log.info("nothing to resume in %s; starting from the first point", self.folder)
         elif self.own.exists():
-            log.warning("discarding earlier partial results in %s (use --resume)", self.own)
+            log.warning(
+                "discarding earlier partial results in %s (resume=True reuses them)", self.own
+            )
         self._create()
         return {}
 
@@ -310,7 +312,7 @@ class PartialStore:
         )
         raise ResumeError(
             f"cannot resume: the partial results in {source} were computed with a different "
-            f"{', '.join(differs) or 'setup'}; rerun without --resume to start over"
+            f"{', '.join(differs) or 'setup'}; rerun with resume=False to start over"
         )
 
     def _read(self, source: Path) -> None:

@@ -180,7 +180,7 @@ def evaluate_pairs(
     if model.training:
         raise EvalInputError("the model is in training mode; call model.eval() first")
     if isinstance(num_pairs, bool) or not isinstance(num_pairs, int) or num_pairs < 1:
-        raise EvalInputError(f"num_pairs (--pairs) must be an int >= 1; got {num_pairs!r}")
+        raise EvalInputError(f"num_pairs must be an int >= 1; got {num_pairs!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise EvalInputError(f"batch_size must be an int >= 1; got {batch_size!r}")
     k = getattr(model, "num_classes", None)

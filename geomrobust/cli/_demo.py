@@ -20,7 +20,7 @@ import logging
 import time
 from pathlib import Path
 
-from geomrobust.cli._errors import UsageError
+from geomrobust.cli._errors import UsageError, as_flags
 from geomrobust.cli._options import (
     add_device,
     add_force,
@@ -149,7 +149,7 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     elapsed = time.perf_counter() - started
     for note in files.notes:
-        print(f"note: {note}")
+        print(f"note: {as_flags(note)}")
     print(f"demo finished in {elapsed:.0f} s")
     print(f"report: {files.html}")
     print(f"        {files.markdown} and {files.csv}, figures in {files.html.parent / 'figures'}")

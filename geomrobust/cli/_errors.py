@@ -9,13 +9,21 @@ traceback (exit status 1).
 
 from __future__ import annotations
 
+import logging
+import re
 import sys
 
-__all__ = ["UsageError", "as_flags", "exit_status", "input_errors", "print_error"]
+__all__ = ["FlagsFilter", "UsageError", "as_flags", "exit_status", "input_errors", "print_error"]
 
 
 class UsageError(Exception):
-    """Bad input from the user: the message says what was wrong and how to fix it."""
+    """Bad input from the user: the message says what was wrong and how to fix it.
+
+    A library message passed on as a usage error is worded for the command line
+    (:func:`as_flags`)."""
+
+    def __init__(self, message: object) -> None:
+        super().__init__(as_flags(str(message)))
 
 
 def input_errors() -> tuple[type[BaseException], ...]:
@@ -28,27 +36,38 @@ def input_errors() -> tuple[type[BaseException], ...]:
     return (UsageError, EvalInputError, CheckpointError, DatasetError, ReportError)
 
 
-# Library messages name parameters; on the command line the user sets flags.
+# Library messages name parameters; on the command line the user sets flags. Each pattern is
+# a phrase the library writes (transforms.datasets, models, robustness, reports).
 _PARAMETERS_AS_FLAGS = (
-    ("pass root= (CLI: --data-root DIR)", "pass --data-root DIR"),
-    ("root= with download=True", "--data-root DIR with --download"),
-    ("(CLI: --data-root DIR)", "(--data-root DIR)"),
-    ("pass download=True", "pass --download"),
-    ("download=True", "--download"),
-    ("pass force=True (CLI: --force)", "pass --force"),
-    ("force=True (CLI: --force)", "--force"),
-    ("(CLI: --force)", "(--force)"),
-    ("pass force=True", "pass --force"),
-    ("pass resume=True", "pass --resume"),
-    ("only epochs may grow", "only --epochs may grow"),
+    (r"pass as root= the folder", "pass with --data-root the folder"),
+    (r"\broot=DIR\b", "--data-root DIR"),
+    (r"\bdata_root= ", "--data-root "),
+    (r"\bdownload=True\b", "--download"),
+    (r"\bforce=True\b", "--force"),
+    (r"\bresume=True\b", "--resume"),
+    (r"\bwith resume=False\b", "without --resume"),
+    (r"pass model='?([^'\s;,]+)'?", r"pass --model \1"),
+    (r"pass mean= and std=", "pass --mean and --std"),
+    (r"\bnum_pairs must", "--pairs must"),
+    (r"\bchoose another out\b", "choose another --out"),
+    (r"^out (\S+) exists", r"--out \1 exists"),
+    (r"\bonly epochs may grow", "only --epochs may grow"),
 )
 
 
 def as_flags(message: str) -> str:
     """``message`` with the library's parameter names replaced by the CLI's flags."""
-    for parameter, flag in _PARAMETERS_AS_FLAGS:
-        message = message.replace(parameter, flag)
+    for pattern, flag in _PARAMETERS_AS_FLAGS:
+        message = re.sub(pattern, flag, message)
     return message
+
+
+class FlagsFilter(logging.Filter):
+    """Log records as the user reads them: the library's parameter names as flags."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = as_flags(record.getMessage()), None
+        return True
 
 
 def print_error(message: object) -> None:

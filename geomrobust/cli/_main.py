@@ -67,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _errors.FlagsFilter) for f in handler.filters):
+            handler.addFilter(_errors.FlagsFilter())
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:

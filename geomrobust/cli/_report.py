@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from geomrobust.cli._errors import as_flags
 from geomrobust.cli._options import add_force, add_out, add_progress
 
 __all__ = ["add_parser"]
@@ -56,7 +57,7 @@ def run_report(args: argparse.Namespace) -> int:
         progress=args.progress,
     )
     for note in files.notes:
-        print(f"note: {note}")
+        print(f"note: {as_flags(note)}")
     print(f"wrote {files.html}")
     print(f"wrote {files.markdown}, {files.csv} and {len(files.figures)} figure files")
     return 0

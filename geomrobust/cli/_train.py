@@ -214,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
     if already_complete(args):
         return 0
     try:
-        augment = parse_augment(args.augment)
+        augment = parse_augment(args.augment, name="--augment")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     config = train_config(

@@ -131,7 +131,7 @@ S = ["--scales", SCALES]
         ("garbage.pt", S, r"garbage\.pt is neither a safetensors nor a PyTorch file"),
         ("rgb.safetensors", S, r"takes 3 input channel\(s\) but dataset 'digits' has 1"),
         ("seven.safetensors", S, r"predicts 7 classes but the dataset has 10; use a checkpoint"),
-        ("plain.pt", S, r"does not say which architecture .* \(--model NAME\)"),
+        ("plain.pt", S, r"does not say which architecture .* pass --model NAME with a registry"),
         ("pairs.safetensors", S, r"predicts 7 classes but the dataset has 10"),
         ("ref:no-such-model", S, r"unknown reference checkpoint 'ref:no-such-model'; shipped: "),
         ("cnn.safetensors", ["--sweep", "scales"], r"unknown sweep 'scales'.*Did you mean 'scale'"),

@@ -75,7 +75,7 @@ def test_parse_augment_values():
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ("zoom=0.5:1.5", r"--augment: expected KEY=LOW:HIGH .*\['scale', 'rotation', 'shift'\]"),
+        ("zoom=0.5:1.5", r"^augment: expected KEY=LOW:HIGH .*\['scale', 'rotation', 'shift'\]"),
         ("scale", r"got 'scale'"),
         ("scale=0.5", r"scale must be LOW:HIGH, two numbers \(e.g. scale=0.5:1.5\); got '0.5'"),
         ("rotation=a:b", r"rotation must be LOW:HIGH"),

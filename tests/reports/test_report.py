@@ -267,7 +267,7 @@ def test_existing_report_needs_force(results, tmp_path):
     build_report([results["cnn_scale"]], out, progress=False)
     keep = out / "my-notes.txt"
     keep.write_text("mine")
-    with pytest.raises(ReportError, match="pass --force"):
+    with pytest.raises(ReportError, match="pass force=True"):
         build_report([results["cnn_scale"]], out, progress=False)
     stale = out / "figures" / "stale.png"
     stale.write_bytes(b"x")

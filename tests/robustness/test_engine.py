@@ -171,7 +171,9 @@ def test_resume_refuses_a_partial_of_another_run(small, tiny, tmp_path):
     partial = tmp_path / "r.json.partial"
     sweep = make_sweep(scales=(0.5, 1.0))
     evaluate(tiny, small, sweep, partial=partial)
-    with pytest.raises(ResumeError, match=r"cannot resume: .* different sweep; rerun without"):
+    with pytest.raises(
+        ResumeError, match=r"cannot resume: .* different sweep; rerun with resume=False"
+    ):
         evaluate(tiny, small, make_sweep(scales=(0.6, 1.0)), partial=partial, resume=True)
     with pytest.raises(ResumeError, match=r"different transform"):
         evaluate(

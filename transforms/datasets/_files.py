@@ -52,15 +52,15 @@ def resolve_root(root: str | os.PathLike[str], *, dataset: str, create: bool = F
             ) from exc
     if not path.exists():
         raise DatasetNotFoundError(
-            f"data root {str(path)!r} for {dataset!r} does not exist; pass the folder that "
-            "holds the dataset's files (CLI: --data-root DIR), or download=True to fetch them "
-            "there with torchvision (needs internet)",
+            f"data root {str(path)!r} for {dataset!r} does not exist; pass as root= the folder "
+            "that holds the dataset's files, or download=True to fetch them there with "
+            "torchvision (needs internet)",
             path=path,
         )
     if not path.is_dir():
         raise DatasetNotFoundError(
-            f"data root {str(path)!r} for {dataset!r} is a file, not a folder; pass the folder "
-            "that holds the dataset's files (CLI: --data-root DIR)",
+            f"data root {str(path)!r} for {dataset!r} is a file, not a folder; pass as root= "
+            "the folder that holds the dataset's files",
             path=path,
         )
     return path

@@ -177,8 +177,8 @@ def load_dataset(
     if info.needs_root:
         if root is None:
             raise DatasetNotFoundError(
-                f"dataset {info.name!r} is read from files: pass root= (CLI: --data-root DIR), "
-                f"the folder that holds {info.layout}; or root= with download=True to fetch "
+                f"dataset {info.name!r} is read from files: pass root=DIR, the folder that "
+                f"holds {info.layout}; or root=DIR with download=True to fetch "
                 "it there with torchvision (needs internet). The embedded 'digits' dataset "
                 "needs no files."
             )

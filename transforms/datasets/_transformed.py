@@ -203,8 +203,8 @@ def _prepare(out: str | os.PathLike[str], *, batch_size: int, force: bool) -> Pa
     folder = Path(out)
     if (folder / MANIFEST).exists() and not force:
         raise FileExistsError(
-            f"{folder} already holds a generated dataset ({MANIFEST}); pass force=True "
-            "(CLI: --force) to overwrite it or choose another output folder"
+            f"{folder} already holds a generated dataset ({MANIFEST}); pass force=True to "
+            "overwrite it or choose another output folder"
         )
     folder.mkdir(parents=True, exist_ok=True)
     return folder

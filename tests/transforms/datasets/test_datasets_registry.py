@@ -113,7 +113,7 @@ def test_split_is_checked():
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "cifar10"])
 def test_file_datasets_need_a_root(name):
-    with pytest.raises(DatasetNotFoundError, match=r"pass root= \(CLI: --data-root DIR\)"):
+    with pytest.raises(DatasetNotFoundError, match=r"pass root=DIR, the folder that holds"):
         load_dataset(name)
 
 
