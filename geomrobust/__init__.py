@@ -15,9 +15,9 @@ The names below are the curated public API; each is imported on first use, so
 ``import geomrobust`` (and ``geomrobust --version``) stays fast.
 """
 
-from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+
+from geomrobust._lazy import lazy_exports
 
 try:
     __version__ = version("geomrobust")
@@ -57,14 +57,4 @@ _LAZY = {
 __all__ = ["__version__", *sorted(_LAZY)]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'geomrobust' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)

@@ -4,8 +4,7 @@ The engine and its records are imported lazily (``geomrobust.robustness.evaluate
 torch on first use), so importing the package stays fast.
 """
 
-from importlib import import_module
-from typing import Any
+from geomrobust._lazy import lazy_exports
 
 _LAZY = {
     "evaluate": "geomrobust.robustness._engine",
@@ -52,14 +51,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'geomrobust.robustness' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
