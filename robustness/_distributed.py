@@ -40,6 +40,7 @@ __all__ = [
     "RankInputError",
     "RanksFailed",
     "assign_shards",
+    "shard_groups",
     "distributed_shards",
     "launch_from_env",
     "pair_ranges",
@@ -336,12 +337,25 @@ def timeout_s() -> float:
 # --- eval ---------------------------------------------------------------------------------
 
 
-def distributed_shards(n_rows: int, n_images: int, *, world_size: int, batch_size: int):
-    """The shards of a distributed eval: whole rows when there are at least
-    ``4 × world_size`` rows, else each row cut into blocks of a multiple of ``batch_size``
-    images, so that every batch is one that a single process runs too."""
+def distributed_shards(
+    n_rows: int, n_images: int, *, world_size: int, batch_size: int, streamed: bool = False
+):
+    """The shards of a distributed eval.
+
+    In memory: whole rows when there are at least ``4 × world_size`` rows, else each row
+    cut into blocks of a multiple of ``batch_size`` images, so that every batch is one that
+    a single process runs too. Streamed (an image folder): image blocks of a multiple of
+    ``batch_size``, about ``4 × world_size`` of them, each with all rows (image-major), so
+    every image is decoded once, by one rank (:func:`shard_groups`).
+    """
     from geomrobust.robustness._engine import plan_shards  # the engine imports torch
 
+    if streamed:
+        blocks = _SHARDS_PER_RANK * world_size
+        per = math.ceil(math.ceil(n_images / blocks) / batch_size) * batch_size
+        return plan_shards(
+            n_rows, n_images, images_per_shard=max(1, min(per, n_images)), image_major=True
+        )
     if n_rows >= _SHARDS_PER_RANK * world_size:
         per = n_images
     else:
@@ -350,18 +364,38 @@ def distributed_shards(n_rows: int, n_images: int, *, world_size: int, batch_siz
     return plan_shards(n_rows, n_images, images_per_shard=max(1, min(per, n_images)))
 
 
-def assign_shards(sizes: Sequence[int], done: Sequence[int], world_size: int) -> list[int]:
-    """The rank that computes each shard: shards not ``done`` go, in order, to the rank with
-    the fewest images so far (the lowest on ties); ``done`` shards are assigned ``-1``."""
+def shard_groups(shards: Sequence[Any], *, streamed: bool) -> list[int]:
+    """The group of each shard, for :func:`assign_shards`: streamed shards of one image
+    range form one group (one rank decodes it); in memory every shard is its own."""
+    if not streamed:
+        return list(range(len(shards)))
+    ids: dict[tuple[int, int], int] = {}
+    return [ids.setdefault((s.start, s.stop), len(ids)) for s in shards]
+
+
+def assign_shards(
+    sizes: Sequence[int],
+    done: Sequence[int],
+    world_size: int,
+    *,
+    groups: Sequence[int] | None = None,
+) -> list[int]:
+    """The rank that computes each shard: groups of shards not ``done`` go, in order, to
+    the rank with the fewest images so far (the lowest on ties); ``done`` shards are
+    assigned ``-1``. ``groups`` (default: one group per shard) keeps shards together."""
     load = [0] * world_size
     owner = [-1] * len(sizes)
     finished = set(done)
-    for i, size in enumerate(sizes):
-        if i in finished:
-            continue
+    groups = list(range(len(sizes))) if groups is None else list(groups)
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(groups):
+        if i not in finished:
+            members.setdefault(g, []).append(i)
+    for shard_ids in members.values():
         rank = min(range(world_size), key=lambda r: (load[r], r))
-        owner[i] = rank
-        load[rank] += size
+        for i in shard_ids:
+            owner[i] = rank
+            load[rank] += sizes[i]
     return owner
 
 

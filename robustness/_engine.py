@@ -16,7 +16,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,11 @@ from geomrobust.robustness._results import (
     Predictions,
     summarise,
 )
-from geomrobust.robustness._runtime import model_device_dtype, versions
+from geomrobust.robustness._runtime import model_device_dtype, model_in_channels, versions
 from geomrobust.transforms import AffineParams, Sweep, get_sweep, warp
-from geomrobust.transforms.datasets import ImageDataset
+from geomrobust.transforms.datasets import Batch, FolderDataset, ImageDataset
+
+EvalData = ImageDataset | FolderDataset
 
 __all__ = [
     "EvalOptions",
@@ -52,6 +54,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("geomrobust.eval")
+
+STREAM_BLOCK_BATCHES = 16
+"""Batches per block of a streamed dataset: the unit of work saved for ``resume``."""
 
 
 @dataclass(frozen=True)
@@ -93,31 +98,41 @@ def work_rows(sweep: Sweep) -> tuple[tuple[AffineParams, ...], int]:
     return rows, identity
 
 
-def plan_shards(n_rows: int, n_images: int, *, images_per_shard: int) -> tuple[Shard, ...]:
+def plan_shards(
+    n_rows: int, n_images: int, *, images_per_shard: int, image_major: bool = False
+) -> tuple[Shard, ...]:
     """Split ``n_rows × n_images`` into shards of at most ``images_per_shard`` images.
 
-    Shards are listed row by row; any subset can run anywhere and :func:`merge_shards`
-    reassembles the full set.
+    Shards are listed row by row, or, with ``image_major``, image range by image range (all
+    rows of a range together, so a streamed dataset decodes each range once); any subset
+    can run anywhere and :func:`merge_shards` reassembles the full set.
     """
     if images_per_shard < 1:
         raise ValueError(f"images_per_shard must be >= 1; got {images_per_shard}")
-    return tuple(
-        Shard(row, start, min(start + images_per_shard, n_images))
-        for row in range(n_rows)
-        for start in range(0, n_images, images_per_shard)
-    )
+    starts = range(0, n_images, images_per_shard)
+    if image_major:
+        pairs = ((row, start) for start in starts for row in range(n_rows))
+    else:
+        pairs = ((row, start) for row in range(n_rows) for start in starts)
+    return tuple(Shard(row, start, min(start + images_per_shard, n_images)) for row, start in pairs)
+
+
+def _images_channels(data: Any) -> int:
+    return int(data.channels)
 
 
 class _Runner:
-    """Prepared state for predicting one row on a range of images."""
+    """Prepared state for predicting the rows of a sweep on batches of images."""
 
-    def __init__(self, model: nn.Module, data: ImageDataset, options: EvalOptions, device: Any):
+    def __init__(self, model: nn.Module, data: EvalData, options: EvalOptions, device: Any):
         self.model = model
-        self.images = data.images
+        self.data = data
         self.device, self.dtype = model_device_dtype(model, device)
-        c = data.image_shape[0]
+        c = _images_channels(data)
         self.options = options
         self.num_classes = data.num_classes
+        self.output_index = data.output_index
+        self.output_map: Tensor | None = None
 
         def channel_tensor(values: tuple[float, ...] | None, name: str) -> Tensor | None:
             if values is None:
@@ -137,9 +152,24 @@ class _Runner:
         self.padding = "zeros" if fill is None else "constant"
         self.checked = False
 
-    def predict(self, point: AffineParams, start: int, stop: int) -> np.ndarray:
-        """``(stop - start,)`` int64 predictions of images ``[start, stop)`` under ``point``."""
-        x = self.images[start:stop].to(self.device, self.dtype, non_blocking=True)
+    def batches(self, ranges: Sequence[tuple[int, int]]) -> Iterable[Batch]:
+        """The data's batches of ``ranges``, decoded once (see ``batches`` of the datasets)."""
+        return self.data.batches(
+            ranges,
+            batch_size=self.options.batch_size,
+            preprocess=self.options.preprocess,
+            workers=self.options.workers,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def to_device(self, batch: Batch) -> Tensor | None:
+        if batch.images is None:
+            return None
+        return batch.images.to(self.device, self.dtype, non_blocking=True)
+
+    def predict(self, point: AffineParams, x: Tensor) -> Tensor:
+        """``(B,)`` int64 predictions (labels of the data) of ``x`` under ``point``; ``x``
+        is not modified."""
         fresh = False
         if not point.is_identity:
             x = warp(
@@ -156,7 +186,10 @@ class _Runner:
         logits = self.model(x)
         if not self.checked:
             self._check_logits(logits, x.shape[0])
-        return logits.argmax(dim=1).cpu().numpy().astype(np.int64, copy=False)
+        predicted = logits.argmax(dim=1)
+        if self.output_map is not None:
+            predicted = self.output_map[predicted]
+        return predicted
 
     def _check_logits(self, logits: Any, n: int) -> None:
         if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != n:
@@ -164,21 +197,72 @@ class _Runner:
             raise EvalInputError(
                 f"the model must return logits of shape (B, num_classes); got {shape}"
             )
-        if logits.shape[1] != self.num_classes:
+        outputs = int(logits.shape[1])
+        if self.output_index is not None:
+            top = max(self.output_index)
+            if top >= outputs:
+                folder = self.data.classes[self.output_index.index(top)]
+                raise EvalInputError(
+                    f"class_map maps folder {folder!r} to output {top} but the model has "
+                    f"{outputs} outputs (0..{outputs - 1}); fix the class map"
+                )
+            other = self.num_classes - 1
+            table = torch.full((outputs,), other, dtype=torch.int64)
+            table[list(self.output_index)] = torch.arange(len(self.output_index))
+            self.output_map = table.to(logits.device)
+        elif outputs != self.num_classes:
             raise EvalInputError(
-                f"the model predicts {logits.shape[1]} classes but the dataset has "
+                f"the model predicts {outputs} classes but the dataset has "
                 f"{self.num_classes}; use a model trained on this dataset"
             )
         self.checked = True
 
-    def run(self, point: AffineParams, start: int, stop: int, batch_size: int, progress):
-        out = np.empty(stop - start, dtype=np.int64)
-        for s in range(start, stop, batch_size):
-            e = min(s + batch_size, stop)
-            out[s - start : e - start] = self.predict(point, s, e)
-            if progress is not None:
-                progress(e - s)
-        return out
+    def run(self, groups: Sequence[_Group], progress) -> None:
+        """Fill ``group.predictions`` of every group: each image range is decoded once and
+        every row of its group runs on each batch."""
+        # streamed: one pool of decoding workers for the whole run; in memory: slicing is
+        # free, so keep the row order
+        passes = [groups] if self.data.streamed else [[g] for g in groups]
+        for part in passes:
+            queue = iter(part)
+            group = next(queue)
+            for batch in self.batches([(g.start, g.stop) for g in part]):
+                while batch.start >= group.stop:
+                    group.finish()
+                    group = next(queue)
+                x = self.to_device(batch)
+                lo, hi = batch.start - group.start, batch.stop - group.start
+                for _, point, out in group.rows:
+                    if x is not None:
+                        pred = self.predict(point, x).cpu()
+                        if batch.ok is not None:
+                            pred = pred.masked_fill(~batch.ok, -1)
+                        out[lo:hi] = pred.numpy()
+                    else:
+                        out[lo:hi] = -1
+                    if progress is not None:
+                        progress(batch.stop - batch.start)
+            group.finish()
+            for rest in queue:
+                rest.finish()
+
+
+class _Group:
+    """The pending shards of one image range: their rows, and where their predictions go."""
+
+    def __init__(self, start: int, stop: int, on_finish: Callable[[_Group], None]):
+        self.start, self.stop = start, stop
+        self.rows: list[tuple[int, AffineParams, np.ndarray]] = []
+        self.on_finish = on_finish
+        self.finished = False
+
+    def add(self, row: int, point: AffineParams) -> None:
+        self.rows.append((row, point, np.empty(self.stop - self.start, dtype=np.int64)))
+
+    def finish(self) -> None:
+        if not self.finished:
+            self.finished = True
+            self.on_finish(self)
 
 
 def _check_inputs(model: Any, data: Any) -> None:
@@ -189,18 +273,18 @@ def _check_inputs(model: Any, data: Any) -> None:
             "the model is in training mode, where BatchNorm and dropout make predictions "
             "depend on the batch; call model.eval() first (evaluate does not change it)"
         )
-    if not isinstance(data, ImageDataset):
+    if not isinstance(data, ImageDataset | FolderDataset):
         raise EvalInputError(
-            f"data must be a transforms.datasets.ImageDataset (from load_dataset); got "
-            f"{type(data).__name__}"
+            "data must be a transforms.datasets.ImageDataset (from load_dataset) or "
+            f"FolderDataset (from load_image_folder); got {type(data).__name__}"
         )
     if len(data) == 0:
         raise EvalInputError(f"dataset {data.name!r} ({data.split}) has no images to evaluate")
-    channels = getattr(model, "in_channels", None)
-    if isinstance(channels, int) and channels != data.image_shape[0]:
+    channels = model_in_channels(model)
+    if channels is not None and channels != data.channels:
         raise EvalInputError(
             f"the model takes {channels} input channel(s) but dataset {data.name!r} has "
-            f"{data.image_shape[0]}; use a model trained on this dataset"
+            f"{data.channels}; use a model trained on this dataset"
         )
 
 
@@ -322,12 +406,30 @@ class EvalPlan:
         self.record = record or _default_record(model, options, data.num_classes)
         self.assumptions = tuple(assumptions)
         self.transform = options.transform_record()
-        self.data_record = DataRecord(data.name, data.split, len(data), data.fingerprint.to_dict())
+        self.data_record = DataRecord(
+            data.name,
+            data.split,
+            len(data),
+            data.fingerprint.to_dict(),
+            max_images=getattr(data, "max_images", None),
+            folder=data.data_record() if isinstance(data, FolderDataset) else None,
+        )
+        self.preprocess = options.preprocess.to_dict()
         self.labels = data.labels.numpy().astype(np.int64, copy=False)
 
     @property
     def n_images(self) -> int:
         return len(self.data)
+
+    def shards(self) -> tuple[Shard, ...]:
+        """The shards of a run in one process: a row each for data in memory; for a
+        streamed dataset, blocks of :data:`STREAM_BLOCK_BATCHES` batches with all rows (each
+        image decoded once; a finished block is saved for ``resume``)."""
+        n = self.n_images
+        if not self.data.streamed:
+            return plan_shards(len(self.rows), n, images_per_shard=n)
+        per = min(n, STREAM_BLOCK_BATCHES * self.options.batch_size)
+        return plan_shards(len(self.rows), n, images_per_shard=per, image_major=True)
 
     def partial_key(self) -> dict[str, Any]:
         """What a saved partial must match to be resumed: weights, data, sweep, options."""
@@ -338,6 +440,7 @@ class EvalPlan:
             "data": self.data_record.to_dict(),
             "sweep": self.sweep.to_dict(),
             "transform": self.transform.to_dict(),
+            "preprocess": self.preprocess,
         }
 
     def run(
@@ -354,40 +457,44 @@ class EvalPlan:
         Returns:
             The shard results, in the order given, and how many were computed.
         """
-        results = []
-        computed = 0
-        with torch.inference_mode():
-            for shard in shards:
-                pred = None
+        shards = list(shards)
+        found: dict[int, np.ndarray] = {}
+        groups: dict[tuple[int, int], _Group] = {}
+
+        def save(group: _Group) -> None:
+            for row, _, pred in group.rows:
+                found[keys[(row, group.start, group.stop)]] = pred
                 if store is not None:
-                    pred = store.lookup(shard.row, shard.start, shard.stop)
-                if pred is not None:
-                    if progress is not None:
-                        progress(shard.stop - shard.start)
-                else:
-                    log.debug(
-                        "row %d/%d, images [%d, %d): %s",
-                        shard.row + 1,
-                        len(self.rows),
-                        shard.start,
-                        shard.stop,
-                        self.rows[shard.row].label(),
-                    )
-                    pred = self.runner.run(
-                        self.rows[shard.row],
-                        shard.start,
-                        shard.stop,
-                        self.options.batch_size,
-                        progress,
-                    )
-                    computed += 1
-                    if store is not None:
-                        store.save_piece(shard.row, shard.start, shard.stop, pred)
-                results.append(self._shard_result(shard, pred))
-        return results, computed
+                    store.save_piece(row, group.start, group.stop, pred)
+            log.debug("images [%d, %d): %d row(s) done", group.start, group.stop, len(group.rows))
+
+        keys: dict[tuple[int, int, int], int] = {}
+        for i, shard in enumerate(shards):
+            pred = None if store is None else store.lookup(shard.row, shard.start, shard.stop)
+            if pred is not None:
+                found[i] = pred
+                if progress is not None:
+                    progress(shard.stop - shard.start)
+                continue
+            keys[(shard.row, shard.start, shard.stop)] = i
+            if self.data.streamed:
+                key = (shard.start, shard.stop)  # all rows of a range: decode it once
+            else:
+                key = (shard.row, shard.start, shard.stop)  # type: ignore[assignment]
+            if key not in groups:
+                groups[key] = _Group(shard.start, shard.stop, save)
+            groups[key].add(shard.row, self.rows[shard.row])
+        computed = sum(len(g.rows) for g in groups.values())
+        if groups:
+            with torch.inference_mode():
+                self.runner.run(list(groups.values()), progress)
+        return [self._shard_result(s, found[i]) for i, s in enumerate(shards)], computed
 
     def _shard_result(self, shard: Shard, pred: np.ndarray) -> ShardResult:
         labels = self.labels[shard.start : shard.stop]
+        valid = pred >= 0  # -1: a file skipped as unreadable
+        if not valid.all():
+            labels, pred = labels[valid], pred[valid]
         confusion = confusion_matrix(labels, pred, self.data.num_classes)
         return ShardResult(shard, pred, int(np.trace(confusion)), confusion)
 
@@ -403,18 +510,29 @@ class EvalPlan:
         }
 
     def result(self, predictions: np.ndarray, *, run: Mapping[str, Any]) -> EvalResult:
-        """The result from ``(len(rows), N)`` predictions (:func:`merge_shards`)."""
+        """The result from ``(len(rows), N)`` predictions (:func:`merge_shards`).
+
+        Images skipped as unreadable (predicted ``-1`` on every row) are left out of every
+        metric; the data record lists their files."""
+        labels, data_record = self.labels, self.data_record
+        valid = predictions[self.clean_row] >= 0
+        if not valid.all():
+            skipped = [self.data.files[i] for i in np.flatnonzero(~valid)]
+            log.warning("skipped %d unreadable file(s), e.g. %s", len(skipped), skipped[0])
+            labels, predictions = labels[valid], predictions[:, valid]
+            data_record = replace(data_record, n=int(valid.sum()), unreadable=tuple(skipped))
         pred = Predictions(
-            labels=self.labels,
+            labels=labels,
             clean=predictions[self.clean_row].copy(),
             points=predictions[: len(self.sweep)],
         )
         clean, points, summary = summarise(self.sweep, pred, num_classes=self.data.num_classes)
         return EvalResult(
             model=self.record,
-            data=self.data_record,
+            data=data_record,
             sweep=self.sweep,
             transform=self.transform,
+            preprocess=self.preprocess,
             clean=clean,
             points=points,
             summary=summary,
@@ -488,7 +606,7 @@ def evaluate(
         store = PartialStore(partial, plan.partial_key(), n)
         store.start(resume=resume)
     started = time.perf_counter()
-    shards = plan_shards(len(plan.rows), n, images_per_shard=n)  # one shard per row
+    shards = plan.shards()
     results, computed = plan.run(shards, store=store, progress=progress)
     elapsed = time.perf_counter() - started
     predictions = merge_shards(results, n_rows=len(plan.rows), n_images=n)

@@ -13,6 +13,7 @@ from geomrobust.robustness._eval_errors import EvalInputError
 from geomrobust.robustness._results import TransformRecord
 from geomrobust.transforms import Interpolation
 from geomrobust.transforms._options import parse_choice
+from geomrobust.transforms.datasets import Preprocess
 
 __all__ = ["EvalOptions"]
 
@@ -31,6 +32,10 @@ class EvalOptions:
             (image space, [0, 1]); ``"mean"`` pads with ``mean``, which is what warping
             after normalisation with zero padding amounts to.
         batch_size: Images per forward pass, >= 1. Results do not depend on it.
+        preprocess: Resize and centre crop before the sweep's transform (``None``: the
+            images as stored); recorded in the result.
+        workers: DataLoader processes decoding a streamed dataset (an image folder); 0
+            decodes in this process. Results do not depend on it.
     """
 
     mean: tuple[float, ...] | None = None
@@ -38,6 +43,8 @@ class EvalOptions:
     interpolation: Interpolation = Interpolation.BILINEAR
     fill: tuple[float, ...] | str | None = None
     batch_size: int = 256
+    preprocess: Preprocess | None = None
+    workers: int = 0
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -77,6 +84,15 @@ class EvalOptions:
         bs = self.batch_size
         if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
             raise EvalInputError(f"batch_size must be an int >= 1; got {bs!r}")
+        if self.preprocess is None:
+            set_(self, "preprocess", Preprocess())
+        elif not isinstance(self.preprocess, Preprocess):
+            raise EvalInputError(
+                f"preprocess must be a Preprocess; got {type(self.preprocess).__name__}"
+            )
+        w = self.workers
+        if isinstance(w, bool) or not isinstance(w, int) or w < 0:
+            raise EvalInputError(f"workers must be an int >= 0; got {w!r}")
 
     def fill_values(self) -> tuple[float, ...] | None:
         """The constant fill in image space, or ``None`` for zeros."""

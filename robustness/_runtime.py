@@ -37,3 +37,15 @@ def versions() -> dict[str, str]:
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
+
+
+def model_in_channels(model: nn.Module) -> int | None:
+    """The input channels a model takes: its ``in_channels`` attribute, else those of its
+    first ``Conv2d`` (torchvision and timm models); ``None`` if neither tells."""
+    channels = getattr(model, "in_channels", None)
+    if isinstance(channels, int):
+        return channels
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return int(module.in_channels)
+    return None

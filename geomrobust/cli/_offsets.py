@@ -191,7 +191,7 @@ def run_offsets(args: argparse.Namespace) -> int:
     data = load_data(args)
     if not 0 <= args.index < len(data):
         raise UsageError(
-            f"--index must be in 0..{len(data) - 1} ({args.dataset} {args.split} has "
+            f"--index must be in 0..{len(data) - 1} ({args.dataset} {data.split} has "
             f"{len(data)} images); got {args.index}"
         )
     try:
@@ -236,7 +236,7 @@ def run_offsets(args: argparse.Namespace) -> int:
     depth = " × ".join(ref.expanded)
     title = (
         f"{args.checkpoint} · {ref.layer} · {len(ref.points_yx)} points ({depth})\n"
-        f"sampling points on {args.dataset} {args.split} #{args.index} (label {label})"
+        f"sampling points on {args.dataset} {data.split} #{args.index} (label {label})"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".png":

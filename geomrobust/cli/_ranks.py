@@ -44,6 +44,7 @@ from geomrobust.robustness._distributed import (
     distributed_shards,
     pair_ranges,
     rank_device,
+    shard_groups,
     threads_per_rank,
     timeout_s,
 )
@@ -172,8 +173,9 @@ def _eval_job(args: argparse.Namespace, launch: Launch, group: ProcessGroup) -> 
 
     plan = group.step("reading the checkpoint and data", setup)
     n = plan.n_images
+    streamed = plan.data.streamed
     shards = distributed_shards(
-        len(plan.rows), n, world_size=world, batch_size=plan.options.batch_size
+        len(plan.rows), n, world_size=world, batch_size=plan.options.batch_size, streamed=streamed
     )
     if not args.resume and launch.local_rank == 0:
         _remove(partial)  # one rank per node starts the partial over; the step below waits
@@ -191,7 +193,12 @@ def _eval_job(args: argparse.Namespace, launch: Launch, group: ProcessGroup) -> 
     for r, indices in enumerate(seen_by):
         for i in indices:
             keeper.setdefault(i, r)
-    owner = assign_shards([s.stop - s.start for s in shards], sorted(keeper), world)
+    owner = assign_shards(
+        [s.stop - s.start for s in shards],
+        sorted(keeper),
+        world,
+        groups=shard_groups(shards, streamed=streamed),
+    )
     mine = [s for i, s in enumerate(shards) if owner[i] == rank or keeper.get(i) == rank]
     total = sum(s.stop - s.start for s in mine)
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ._batch import Batch
 from ._fingerprint import DataFingerprint, FileDigest, array_sha256
+from ._preprocess import Preprocess
 
 __all__ = ["ImageDataset", "make_dataset"]
 
@@ -78,8 +81,36 @@ class ImageDataset:
                 f"the tensor holds {n}"
             )
 
+    streamed = False  # images are in memory; FolderDataset streams them from files
+    output_index = None  # labels are model outputs
+
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    @property
+    def channels(self) -> int:
+        """``C``."""
+        return int(self.images.shape[1])
+
+    def batches(
+        self,
+        ranges: Sequence[tuple[int, int]],
+        *,
+        batch_size: int,
+        preprocess: Preprocess | None = None,
+        workers: int = 0,
+        pin_memory: bool = False,
+    ) -> Iterator[Batch]:
+        """Images of ``ranges``, ``batch_size`` at a time (views; resized and cropped by
+        ``preprocess`` when it is not the identity). ``workers`` and ``pin_memory`` are
+        accepted for the same signature as :meth:`FolderDataset.batches` and unused."""
+        for start, stop in ranges:
+            for s in range(start, stop, batch_size):
+                e = min(s + batch_size, stop)
+                x = self.images[s:e]
+                if preprocess is not None and not preprocess.is_identity:
+                    x = preprocess(x, name=f"{self.name} ({self.split}) images")
+                yield Batch(s, e, x)
 
     def __getitem__(self, index: int | slice | Tensor) -> tuple[Tensor, Tensor]:
         return self.images[index], self.labels[index]
