@@ -3,14 +3,16 @@
 Loading never unpickles arbitrary objects: ``.safetensors`` files hold only tensors and
 strings, and PyTorch files are read with ``torch.load(weights_only=True)``, which refuses
 any pickled object other than tensors and plain containers. Code named in a file's metadata
-(a ``package.module:factory`` architecture) is imported only when the caller names it too.
+(a ``package.module:factory`` architecture) is imported only when the caller names it too;
+``torchvision:NAME`` and ``timm:NAME`` architectures are built by those libraries, never with
+downloaded weights.
 """
 
 from __future__ import annotations
 
-import importlib
+import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +20,14 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from ._checkpoint_files import read_checkpoint_file, weights_sha256
+from ._checkpoint_files import read_checkpoint, weights_sha256
 from ._errors import (
     CheckpointClassCountError,
     CheckpointError,
     CheckpointMetadataError,
     CheckpointMismatchError,
 )
+from ._factories import factory, is_registry_name, is_user_spec
 from ._meta import SHA_KEY, CheckpointMeta, package_version
 from ._registry import build_model, get_model_info, list_models, model_spec
 
@@ -32,10 +35,6 @@ __all__ = ["load_checkpoint", "save_checkpoint"]
 
 _SHOW = 4  # keys listed per kind of mismatch
 _STANDARD_ARGS = ("in_channels", "num_classes", "input_size")
-
-
-def _is_spec(name: str) -> bool:
-    return ":" in name
 
 
 def save_checkpoint(
@@ -90,11 +89,12 @@ def save_checkpoint(
     if fields["model_name"] is None:
         raise CheckpointError(
             "meta.model_name is required for a model not made by build_model: give the "
-            "registry name or 'package.module:factory' (and meta.model_args) that rebuilds it",
+            "registry name, 'torchvision:NAME', 'timm:NAME' or 'package.module:factory' (and "
+            "meta.model_args) that rebuilds it",
             path=path,
         )
     name, args = fields["model_name"], fields["model_args"]
-    if fields["input_shape"] is None and not _is_spec(name) and name in list_models():
+    if fields["input_shape"] is None and is_registry_name(name) and name in list_models():
         fields["input_shape"] = list(get_model_info(name, **args).input_shape)
     fields["package_version"] = package_version()
     try:
@@ -141,12 +141,18 @@ def load_checkpoint(
             ``.safetensors`` file from elsewhere, or a PyTorch ``.pt``/``.pth`` state dict
             (both need ``model``). The format is detected from the content. A PyTorch file
             may wrap the state dict as ``{"state_dict": ...}`` (or ``"model_state_dict"``,
-            ``"model"``); a ``"module."`` prefix on every key (``DataParallel``) is dropped.
-        model: ``None`` (use the metadata), a registry name, ``"package.module:factory"``
+            ``"model"``); in files without metadata, a ``"module."`` (``DataParallel``,
+            DDP) or ``"_orig_mod."`` (``torch.compile``) prefix on every key is dropped,
+            also both. ``meta.unwrapped`` says what was.
+        model: ``None`` (use the metadata), a registry name, ``"torchvision:NAME"``
+            (``torchvision.models.get_model(NAME, weights=None, **model_args)``),
+            ``"timm:NAME"`` (``timm.create_model(NAME, pretrained=False, **model_args)``;
+            needs ``pip install 'geomrobust[timm]'``), ``"package.module:factory"``
             (imported and called with ``model_args``; the caller's own code), or a module
             to load the weights into (not moved; its device and dtype are kept).
         model_args: Build arguments that override (or, without metadata, give) those in
-            the file.
+            the file, e.g. ``{"num_classes": 10}`` for a torchvision or timm model (their
+            default is 1000 classes).
         num_classes: The dataset's class count; a checkpoint with another raises
             :class:`CheckpointClassCountError`. Without metadata it is also the class
             count to build.
@@ -156,7 +162,8 @@ def load_checkpoint(
 
     Returns:
         ``(model, meta)``: the model in eval mode, and the file's metadata (for a file
-        without metadata, what is known: the architecture and its build arguments).
+        without metadata, what is known: the architecture and its build arguments), with
+        ``meta.unwrapped`` naming the wrapper key and prefixes that were removed.
 
     Raises:
         CheckpointNotFoundError: no such file.
@@ -164,11 +171,13 @@ def load_checkpoint(
         UnsafeCheckpointError: a pickle with objects other than tensors (nothing was run).
         CheckpointMetadataError: no metadata and no ``model``; bad metadata; or the file
             names a ``package.module:factory`` that the caller did not name.
+        ValueError: an unknown ``torchvision:``/``timm:`` name (the message lists close
+            matches), timm not installed, or a bad ``package.module:factory``.
         CheckpointMismatchError: weight names or shapes do not fit the architecture.
         CheckpointClassCountError: the class count disagrees with ``num_classes``.
     """
     path = Path(path)
-    tensors, meta = read_checkpoint_file(path)
+    tensors, meta, unwrapped = read_checkpoint(path)
     saved_classes = meta.num_classes if meta is not None else None
     if num_classes is not None and saved_classes not in (None, num_classes):
         names = f" ({', '.join(meta.class_names[:5])}...)" if meta.class_names else ""
@@ -196,12 +205,14 @@ def load_checkpoint(
         net = _build(path, name, args, device=device, dtype=dtype)
         if meta is None:
             shape = None
-            if not _is_spec(name):
+            if is_registry_name(name):
                 shape = get_model_info(name, **args).input_shape
             meta = CheckpointMeta(name, args, input_shape=shape)
     _check_fit(path, tensors, net, num_classes=num_classes)
     net.load_state_dict(tensors, strict=True)
     net.eval()
+    if unwrapped:
+        meta = dataclasses.replace(meta, unwrapped=unwrapped)
     return net, meta
 
 
@@ -215,7 +226,8 @@ def _build_args(
     """The architecture to build and its arguments, from the caller and the metadata."""
     if model is not None and not isinstance(model, str):
         raise TypeError(
-            f"model must be a registry name, 'package.module:factory' or an nn.Module; "
+            "model must be a registry name, 'torchvision:NAME', 'timm:NAME', "
+            f"'package.module:factory' or an nn.Module; "
             f"got {type(model).__name__}"
         )
     if model_args is not None and not isinstance(model_args, Mapping):
@@ -225,11 +237,11 @@ def _build_args(
         if saved is None:
             raise CheckpointMetadataError(
                 f"{path} does not say which architecture it holds (no geomrobust metadata); "
-                "pass model='NAME' with a registry name or "
+                "pass model='NAME' with a registry name, 'torchvision:NAME', 'timm:NAME' or "
                 "'package.module:factory'",
                 path=path,
             )
-        if _is_spec(saved):
+        if is_user_spec(saved):
             raise CheckpointMetadataError(
                 f"{path} was saved from the user architecture {saved!r}; geomrobust does not "
                 f"import code named in a file. If you trust it, pass model={saved!r}",
@@ -239,53 +251,43 @@ def _build_args(
     args: dict[str, Any] = {}
     if meta is not None and model == saved:
         args = dict(meta.model_args)
-    elif meta is not None and not _is_spec(model) and saved is not None and not _is_spec(saved):
+    elif (
+        meta is not None
+        and is_registry_name(model)
+        and saved is not None
+        and is_registry_name(saved)
+    ):
         args = {k: v for k, v in meta.model_args.items() if k in _STANDARD_ARGS}
     args.update(model_args or {})
-    if meta is None and num_classes is not None and not _is_spec(model):
+    if meta is None and num_classes is not None and is_registry_name(model):
         args.setdefault("num_classes", num_classes)
     return model, args
 
 
 def _build(path: Path, name: str, args: dict[str, Any], *, device: Any, dtype: Any) -> nn.Module:
-    if not _is_spec(name):
+    if is_registry_name(name):
         try:
             return build_model(name, device=device, dtype=dtype, **args)
         except (TypeError, ValueError) as exc:
             raise CheckpointMetadataError(
                 f"cannot build model {name!r} with {args} for {path}: {exc}", path=path
             ) from exc
-    factory = _import_factory(name)
-    net = factory(**args)
+    make = factory(name, args)
+    if is_user_spec(name):
+        net = make()
+    else:
+        try:
+            net = make()
+        except TypeError as exc:  # an argument the architecture does not take
+            raise CheckpointMetadataError(
+                f"cannot build model {name!r} with model_args={args} for {path}: {exc}",
+                path=path,
+            ) from exc
     if not isinstance(net, nn.Module):
         raise TypeError(f"factory {name!r} returned {type(net).__name__}, not an nn.Module")
     if device is not None or dtype is not None:
         net = net.to(device=device, dtype=dtype)
     return net
-
-
-def _import_factory(spec: str) -> Callable[..., Any]:
-    """The callable named by ``"package.module:factory"`` (``factory`` may be dotted)."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr or ":" in attr:
-        raise ValueError(
-            f"model spec must look like 'package.module:factory'; got {spec!r} "
-            "(or give a registry name without ':')"
-        )
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"cannot import {module_name!r} for model {spec!r}: {exc}") from exc
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            public = sorted(n for n in dir(obj) if not n.startswith("_"))[:10]
-            raise ValueError(
-                f"{module_name!r} has no attribute {attr!r} for model {spec!r}; it has {public}"
-            )
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise TypeError(f"{spec!r} is a {type(obj).__name__}, not a callable factory")
-    return obj
 
 
 def _check_fit(
@@ -310,13 +312,26 @@ def _check_fit(
         and all(a[1:] == b[1:] for _, a, b in mismatched)
     ):
         file_classes, model_classes = mismatched[0][1][0], mismatched[0][2][0]
-        source = "the dataset has" if num_classes is not None else "the model was built for"
+        expected = model_classes
+        if num_classes in (None, file_classes):  # the build arguments are wrong, not the file
+            message = (
+                f"{path} predicts {file_classes} classes but the model was built for "
+                f"{model_classes}; pass model_args={{'num_classes': {file_classes}}} to build "
+                "it for the checkpoint's classes"
+            )
+        else:
+            expected = num_classes
+            built = f" (and the model was built for {model_classes})"
+            message = (
+                f"{path} predicts {file_classes} classes but the dataset has {num_classes}"
+                f"{built if model_classes != num_classes else ''}; use a checkpoint trained "
+                "on this dataset"
+            )
         raise CheckpointClassCountError(
-            f"{path} predicts {file_classes} classes but {source} {model_classes}; use a "
-            f"checkpoint trained on this dataset (or build with num_classes={file_classes})",
+            message,
             path=path,
             checkpoint_classes=file_classes,
-            expected=model_classes,
+            expected=expected,
         )
     parts = []
     if missing:

@@ -3,6 +3,12 @@
 ``.safetensors`` files are parsed by safetensors (tensors and strings only); PyTorch files
 by ``torch.load(weights_only=True)``, which refuses any pickled object other than tensors
 and plain containers, so reading a file never runs code from it.
+
+State dicts saved by common trainers load without hand editing: a training state that wraps
+the weights under ``"state_dict"``, ``"model_state_dict"`` or ``"model"`` is unwrapped, and a
+prefix on every key from ``DataParallel``/DDP (``"module."``) or ``torch.compile``
+(``"_orig_mod."``), in either order, is dropped (from ``.safetensors`` files too, unless
+geomrobust wrote them). What was removed is reported, in order.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import safetensors
 import torch
@@ -25,9 +32,25 @@ from ._errors import (
 )
 from ._meta import SHA_KEY, CheckpointMeta
 
-__all__ = ["read_checkpoint_file", "weights_sha256"]
+__all__ = ["CheckpointFile", "read_checkpoint", "read_checkpoint_file", "weights_sha256"]
 
 _WRAPPERS = ("state_dict", "model_state_dict", "model")
+_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile
+
+
+class CheckpointFile(NamedTuple):
+    """What a checkpoint file holds.
+
+    Attributes:
+        tensors: The state dict, unwrapped and with trainer prefixes dropped.
+        meta: geomrobust metadata, or ``None`` for a file without it.
+        unwrapped: What was removed to get ``tensors``, in order, e.g.
+            ``("state_dict key 'state_dict'", "prefix 'module.'")``.
+    """
+
+    tensors: dict[str, Tensor]
+    meta: CheckpointMeta | None
+    unwrapped: tuple[str, ...] = ()
 
 
 def weights_sha256(tensors: Mapping[str, Tensor]) -> str:
@@ -42,6 +65,12 @@ def weights_sha256(tensors: Mapping[str, Tensor]) -> str:
 
 def read_checkpoint_file(path: Path) -> tuple[dict[str, Tensor], CheckpointMeta | None]:
     """Tensors and metadata of a checkpoint file, after checking it exists and is intact."""
+    tensors, meta, _ = read_checkpoint(path)
+    return tensors, meta
+
+
+def read_checkpoint(path: Path) -> CheckpointFile:
+    """:func:`read_checkpoint_file` and what was unwrapped or stripped to get the tensors."""
     if not path.exists():
         folder = path.parent
         hint = f"; the folder {folder} does not exist either" if not folder.is_dir() else ""
@@ -56,9 +85,14 @@ def read_checkpoint_file(path: Path) -> tuple[dict[str, Tensor], CheckpointMeta 
     if not head:
         raise CheckpointFormatError(f"{path} is empty (0 bytes); re-save or re-copy it", path=path)
     if len(head) > 8 and head[8:9] == b"{":
-        return _read_safetensors(path)
+        tensors, meta = _read_safetensors(path)
+        if meta is not None:  # written by save_checkpoint: keys are the model's own
+            return CheckpointFile(tensors, meta)
+        tensors, stripped = _strip_prefixes(tensors)
+        return CheckpointFile(tensors, None, stripped)
     if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
-        return _read_torch(path), None
+        tensors, unwrapped = _read_torch(path)
+        return CheckpointFile(tensors, None, unwrapped)
     raise CheckpointFormatError(
         f"{path} is neither a safetensors nor a PyTorch file (it starts with {head[:8]!r})",
         path=path,
@@ -91,7 +125,8 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], CheckpointMeta | N
     return tensors, meta
 
 
-def _read_torch(path: Path) -> dict[str, Tensor]:
+def _read_torch(path: Path) -> tuple[dict[str, Tensor], tuple[str, ...]]:
+    """The state dict of a PyTorch file and what was unwrapped or stripped to get it."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -110,10 +145,12 @@ def _read_torch(path: Path) -> dict[str, Tensor]:
             f"{path} is truncated or corrupt (torch.load: {reason}); re-save or re-copy it",
             path=path,
         ) from None
+    unwrapped: tuple[str, ...] = ()
     if isinstance(obj, Mapping):
         for key in _WRAPPERS:
             if isinstance(obj.get(key), Mapping):
                 obj = obj[key]
+                unwrapped = (f"state_dict key {key!r}",)
                 break
     if not isinstance(obj, Mapping) or not all(
         isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()
@@ -124,7 +161,18 @@ def _read_torch(path: Path) -> dict[str, Tensor]:
             "Save model.state_dict(), not the model or a training state",
             path=path,
         )
-    state = dict(obj)
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
+    state, stripped = _strip_prefixes(dict(obj))
+    return state, unwrapped + stripped
+
+
+def _strip_prefixes(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], tuple[str, ...]]:
+    """``state`` without the trainer prefixes that every key starts with, and which they were
+    (``module._orig_mod.`` and ``_orig_mod.module.`` give two)."""
+    stripped: list[str] = []
+    while state and len(stripped) < 2 * len(_PREFIXES):
+        prefix = next((p for p in _PREFIXES if all(k.startswith(p) for k in state)), None)
+        if prefix is None:
+            break
+        state = {k[len(prefix) :]: v for k, v in state.items()}
+        stripped.append(f"prefix {prefix!r}")
+    return state, tuple(stripped)

@@ -1,7 +1,8 @@
 """What a checkpoint says about itself: :class:`CheckpointMeta` and its metadata encoding.
 
 In the ``.safetensors`` file every field is one metadata entry ``"geomrobust.<field>"``
-whose value is the field as a JSON string (safetensors metadata maps str to str).
+whose value is the field as a JSON string (safetensors metadata maps str to str), except
+``unwrapped``, which says how a file was read, not what it holds.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ __all__ = ["FORMAT_VERSION", "CheckpointMeta", "package_version"]
 FORMAT_VERSION = 1
 PREFIX = "geomrobust."
 SHA_KEY = PREFIX + "weights_sha256"
+_READ_ONLY = ("unwrapped",)  # fields set when a file is read, never written to one
 
 
 def package_version() -> str:
@@ -83,6 +85,10 @@ class CheckpointMeta:
         training: Training settings (epochs, optimiser, learning rate, seed, ...), JSON.
         package_version: geomrobust version that wrote the file (filled on save).
         format_version: Metadata layout version.
+        unwrapped: What :func:`load_checkpoint` removed to get the weights of a file without
+            metadata, in order: a wrapper key of a training state
+            (``"state_dict key 'state_dict'"``) and key prefixes (``"prefix 'module.'"``,
+            ``"prefix '_orig_mod.'"``). Not written to files.
 
     The mappings are stored as read-only JSON copies; the class is frozen.
 
@@ -101,6 +107,7 @@ class CheckpointMeta:
     training: Mapping[str, Any] = field(default_factory=dict)
     package_version: str | None = None
     format_version: int = FORMAT_VERSION
+    unwrapped: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -143,6 +150,14 @@ class CheckpointMeta:
             raise TypeError(
                 f"CheckpointMeta.format_version must be an int; got {self.format_version!r}"
             )
+        notes = self.unwrapped
+        if (
+            isinstance(notes, str)
+            or not isinstance(notes, Sequence)
+            or not all(isinstance(u, str) for u in notes)
+        ):
+            raise TypeError(f"CheckpointMeta.unwrapped must be a sequence of str; got {notes!r}")
+        set_(self, "unwrapped", tuple(notes))
 
     def _check_consistency(self) -> None:
         if (self.mean is None) != (self.std is None):
@@ -194,8 +209,12 @@ class CheckpointMeta:
         return cls(**dict(data))
 
     def to_metadata(self) -> dict[str, str]:
-        """safetensors metadata: ``{"geomrobust.<field>": json}``."""
-        return {PREFIX + k: json.dumps(v, allow_nan=False) for k, v in self.to_dict().items()}
+        """safetensors metadata: ``{"geomrobust.<field>": json}`` (without ``unwrapped``)."""
+        return {
+            PREFIX + k: json.dumps(v, allow_nan=False)
+            for k, v in self.to_dict().items()
+            if k not in _READ_ONLY
+        }
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, str]) -> CheckpointMeta | None:
@@ -206,7 +225,7 @@ class CheckpointMeta:
         """
         data: dict[str, Any] = {}
         for key, raw in metadata.items():
-            if not key.startswith(PREFIX) or key == SHA_KEY:
+            if not key.startswith(PREFIX) or key == SHA_KEY or key[len(PREFIX) :] in _READ_ONLY:
                 continue
             try:
                 data[key[len(PREFIX) :]] = json.loads(raw)

@@ -71,6 +71,7 @@ def load_for_eval(
     *,
     data: ImageDataset,
     model: str | None = None,
+    model_args: Mapping[str, Any] | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     device: torch.device | str | None = None,
@@ -81,8 +82,10 @@ def load_for_eval(
     Args:
         checkpoint: A ``.safetensors``/``.pt`` path or ``ref:NAME``.
         data: The split it will be evaluated on (channels and classes are checked).
-        model: Registry name or ``package.module:factory``, for files without metadata or
-            to override it.
+        model: Registry name, ``torchvision:NAME``, ``timm:NAME`` or
+            ``package.module:factory``, for files without metadata or to override it.
+        model_args: Build arguments for ``model`` (e.g. ``{"num_classes": 10}`` for a
+            torchvision or timm architecture, whose default is 1000 classes); recorded.
         mean, std: Normalisation overriding the checkpoint's (both or neither).
         device: Where to build the model.
         pairs: Load a transformation-pair classifier: its classes are pair classes, not
@@ -95,12 +98,15 @@ def load_for_eval(
         models.CheckpointError: missing, corrupt or mismatched checkpoint.
         EvalInputError: channels or class names that disagree with the data, unknown
             ``ref:`` name, or only one of mean/std.
+        ValueError: an unknown ``torchvision:``/``timm:`` name, or timm not installed.
     """
     from geomrobust.models import count_params, get_model_info, list_models, load_checkpoint
 
     path = resolve_checkpoint_path(checkpoint)
     expected = None if pairs else data.num_classes
-    net, meta = load_checkpoint(path, model=model, num_classes=expected, device=device)
+    net, meta = load_checkpoint(
+        path, model=model, model_args=model_args, num_classes=expected, device=device
+    )
     assumptions: list[str] = []
     trained_on = (meta.data_fingerprint or {}).get("dataset")
     if isinstance(trained_on, str) and trained_on != data.name:
@@ -114,6 +120,8 @@ def load_for_eval(
     has_meta = meta.class_names is not None or meta.mean is not None
     c = data.image_shape[0]
     channels = meta.input_shape[0] if meta.input_shape else getattr(net, "in_channels", None)
+    if channels is None and (meta.model_name or "").startswith(("torchvision:", "timm:")):
+        channels = _stem_channels(net)
     if isinstance(channels, int) and channels != c:
         raise EvalInputError(
             f"checkpoint {checkpoint} takes {channels} input channel(s) but dataset "
@@ -175,5 +183,15 @@ def load_for_eval(
         mean=norm_mean,
         std=norm_std,
         normalisation_source=source,
+        model_args=dict(model_args or {}),
+        checkpoint_unwrapped=tuple(meta.unwrapped),
     )
+    for note in meta.unwrapped:
+        log.info("checkpoint %s: removed the %s to load it", checkpoint, note)
     return LoadedModel(net, record, tuple(assumptions), num_inputs, dict(meta.training))
+
+
+def _stem_channels(net: nn.Module) -> int | None:
+    """Input channels of the first convolution (a torchvision or timm model's stem)."""
+    first = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
+    return None if first is None else first.in_channels

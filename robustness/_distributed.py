@@ -40,11 +40,11 @@ __all__ = [
     "RankInputError",
     "RanksFailed",
     "assign_shards",
-    "shard_groups",
     "distributed_shards",
     "launch_from_env",
     "pair_ranges",
     "rank_device",
+    "shard_groups",
     "threads_per_rank",
     "timeout_s",
 ]

@@ -218,33 +218,29 @@ class _Runner:
         self.checked = True
 
     def run(self, groups: Sequence[_Group], progress) -> None:
-        """Fill ``group.predictions`` of every group: each image range is decoded once and
-        every row of its group runs on each batch."""
-        # streamed: one pool of decoding workers for the whole run; in memory: slicing is
-        # free, so keep the row order
-        passes = [groups] if self.data.streamed else [[g] for g in groups]
-        for part in passes:
-            queue = iter(part)
-            group = next(queue)
-            for batch in self.batches([(g.start, g.stop) for g in part]):
-                while batch.start >= group.stop:
-                    group.finish()
-                    group = next(queue)
-                x = self.to_device(batch)
-                lo, hi = batch.start - group.start, batch.stop - group.start
-                for _, point, out in group.rows:
-                    if x is not None:
-                        pred = self.predict(point, x).cpu()
-                        if batch.ok is not None:
-                            pred = pred.masked_fill(~batch.ok, -1)
-                        out[lo:hi] = pred.numpy()
-                    else:
-                        out[lo:hi] = -1
-                    if progress is not None:
-                        progress(batch.stop - batch.start)
-            group.finish()
-            for rest in queue:
-                rest.finish()
+        """Fill the predictions of ``groups`` in one pass over their image ranges (in order,
+        disjoint): each batch is decoded once and every row of its group runs on it."""
+        queue = iter(groups)
+        group = next(queue)
+        for batch in self.batches([(g.start, g.stop) for g in groups]):
+            while batch.start >= group.stop:
+                group.finish()
+                group = next(queue)
+            x = self.to_device(batch)
+            lo, hi = batch.start - group.start, batch.stop - group.start
+            for _, point, out in group.rows:
+                if x is not None:
+                    pred = self.predict(point, x).cpu()
+                    if batch.ok is not None:
+                        pred = pred.masked_fill(~batch.ok, -1)
+                    out[lo:hi] = pred.numpy()
+                else:
+                    out[lo:hi] = -1
+                if progress is not None:
+                    progress(batch.stop - batch.start)
+        group.finish()
+        for rest in queue:
+            rest.finish()
 
 
 class _Group:
@@ -485,17 +481,22 @@ class EvalPlan:
                 groups[key] = _Group(shard.start, shard.stop, save)
             groups[key].add(shard.row, self.rows[shard.row])
         computed = sum(len(g.rows) for g in groups.values())
-        if groups:
-            with torch.inference_mode():
-                self.runner.run(list(groups.values()), progress)
+        pending = list(groups.values())
+        # streamed: one pass, one pool of decoding workers for the whole run; in memory:
+        # slicing is free, so a pass per row keeps the row order
+        passes = [pending] if self.data.streamed else [[g] for g in pending]
+        with torch.inference_mode():
+            for part in passes:
+                if part:
+                    self.runner.run(part, progress)
         return [self._shard_result(s, found[i]) for i, s in enumerate(shards)], computed
 
     def _shard_result(self, shard: Shard, pred: np.ndarray) -> ShardResult:
-        labels = self.labels[shard.start : shard.stop]
+        labels, scored = self.labels[shard.start : shard.stop], pred
         valid = pred >= 0  # -1: a file skipped as unreadable
         if not valid.all():
-            labels, pred = labels[valid], pred[valid]
-        confusion = confusion_matrix(labels, pred, self.data.num_classes)
+            labels, scored = labels[valid], pred[valid]
+        confusion = confusion_matrix(labels, scored, self.data.num_classes)
         return ShardResult(shard, pred, int(np.trace(confusion)), confusion)
 
     def run_record(self, **extra: Any) -> dict[str, Any]:
@@ -610,9 +611,10 @@ def evaluate(
     results, computed = plan.run(shards, store=store, progress=progress)
     elapsed = time.perf_counter() - started
     predictions = merge_shards(results, n_rows=len(plan.rows), n_images=n)
-    run = plan.run_record(
-        rows_computed=computed,
-        rows_resumed=len(plan.rows) - computed,
-        elapsed_s=round(elapsed, 3),
-    )
+    if data.streamed:  # blocks of images with all rows
+        done = {"shards": len(shards), "shards_computed": computed}
+        done["shards_resumed"] = len(shards) - computed
+    else:  # a shard per row
+        done = {"rows_computed": computed, "rows_resumed": len(plan.rows) - computed}
+    run = plan.run_record(**done, elapsed_s=round(elapsed, 3))
     return plan.result(predictions, run=run)

@@ -157,6 +157,11 @@ class ModelRecord:
         mean, std: Per-channel normalisation applied after warping (``None``: images are
             given to the model in [0, 1]).
         normalisation_source: ``"checkpoint"``, ``"user"`` or ``"none"``.
+        model_args: Build arguments the caller gave (``model_args``; on the command line
+            ``--model-args``), on top of the checkpoint's; JSON-ready, empty when none.
+        checkpoint_unwrapped: What was removed from a plain state dict to load it, in order:
+            a training state's wrapper key (``"state_dict key 'state_dict'"``) and key
+            prefixes (``"prefix 'module.'"``, ``"prefix '_orig_mod.'"``).
     """
 
     name: str
@@ -168,6 +173,8 @@ class ModelRecord:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     normalisation_source: str = "none"
+    model_args: Mapping[str, Any] = field(default_factory=dict)
+    checkpoint_unwrapped: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -180,6 +187,8 @@ class ModelRecord:
             "mean": None if self.mean is None else list(self.mean),
             "std": None if self.std is None else list(self.std),
             "normalisation_source": self.normalisation_source,
+            "model_args": dict(self.model_args),
+            "checkpoint_unwrapped": list(self.checkpoint_unwrapped),
         }
 
     @classmethod
@@ -197,17 +206,33 @@ class ModelRecord:
             mean=tup(data.get("mean")),
             std=tup(data.get("std")),
             normalisation_source=data.get("normalisation_source", "none"),
+            model_args=dict(data.get("model_args") or {}),
+            checkpoint_unwrapped=tuple(data.get("checkpoint_unwrapped") or ()),
         )
 
 
 @dataclass(frozen=True)
 class DataRecord:
-    """The data evaluated: dataset, split, image count and fingerprint (as a dict)."""
+    """The data evaluated: dataset, split, image count and fingerprint (as a dict).
+
+    Attributes:
+        dataset, split: The dataset's name (``"imagefolder"`` for a folder) and split (a
+            folder's name).
+        n: Images evaluated (skipped unreadable files not counted).
+        fingerprint: The data's fingerprint, as a dict.
+        max_images: The ``max_images`` cut (the first N images), or ``None``.
+        folder: For an image folder: its path, how classes were assigned
+            (``class_source``, ``output_index``), channels and ``skip_unreadable``.
+        unreadable: Files skipped because they did not decode, relative to the folder.
+    """
 
     dataset: str
     split: str
     n: int
     fingerprint: Mapping[str, Any]
+    max_images: int | None = None
+    folder: Mapping[str, Any] | None = None
+    unreadable: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -215,11 +240,23 @@ class DataRecord:
             "split": self.split,
             "n": self.n,
             "fingerprint": dict(self.fingerprint),
+            "max_images": self.max_images,
+            "folder": None if self.folder is None else dict(self.folder),
+            "unreadable": list(self.unreadable),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DataRecord:
-        return cls(data["dataset"], data["split"], int(data["n"]), dict(data["fingerprint"]))
+        folder = data.get("folder")
+        return cls(
+            data["dataset"],
+            data["split"],
+            int(data["n"]),
+            dict(data["fingerprint"]),
+            max_images=data.get("max_images"),
+            folder=None if folder is None else dict(folder),
+            unreadable=tuple(data.get("unreadable") or ()),
+        )
 
 
 @dataclass(frozen=True)
@@ -308,6 +345,9 @@ class EvalResult:
         assumptions: What was assumed rather than read from the checkpoint.
         run: Device, batch size and elapsed time (not part of the metrics).
         predictions: The per-image predictions (saved beside the JSON, not in it).
+        preprocess: The order of the steps from file to model and the resize and crop
+            (``geomrobust.transforms.datasets.Preprocess.to_dict``); empty in results
+            written before it was recorded.
         schema: ``"geomrobust.eval/1"``.
     """
 
@@ -318,6 +358,7 @@ class EvalResult:
     clean: PointResult
     points: tuple[PointResult, ...]
     summary: Summary
+    preprocess: Mapping[str, Any] = field(default_factory=dict)
     versions: Mapping[str, str] = field(default_factory=dict)
     assumptions: tuple[str, ...] = ()
     run: Mapping[str, Any] = field(default_factory=dict, compare=False)
@@ -331,6 +372,7 @@ class EvalResult:
             "data": self.data.to_dict(),
             "sweep": self.sweep.to_dict(),
             "transform": self.transform.to_dict(),
+            "preprocess": dict(self.preprocess),
             "versions": dict(self.versions),
             "assumptions": list(self.assumptions),
             "run": dict(self.run),
@@ -362,6 +404,7 @@ class EvalResult:
             clean=PointResult.from_dict(data["clean"]),
             points=tuple(PointResult.from_dict(p) for p in data["points"]),
             summary=Summary.from_dict(data["summary"]),
+            preprocess=dict(data.get("preprocess") or {}),
             versions=dict(data.get("versions", {})),
             assumptions=tuple(data.get("assumptions", ())),
             run=dict(data.get("run", {})),

@@ -9,6 +9,8 @@ traceback (exit status 1).
 
 from __future__ import annotations
 
+import ast
+import json
 import logging
 import re
 import sys
@@ -36,6 +38,15 @@ def input_errors() -> tuple[type[BaseException], ...]:
     return (UsageError, EvalInputError, CheckpointError, DatasetError, ReportError)
 
 
+def _model_args_flag(match: re.Match[str]) -> str:
+    """``model_args={'num_classes': 10}`` as ``--model-args '{"num_classes": 10}'``."""
+    try:
+        value = json.dumps(ast.literal_eval(match.group(1)))
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        value = match.group(1)
+    return f"--model-args '{value}'"
+
+
 # Library messages name parameters; on the command line the user sets flags. Each pattern is
 # a phrase the library writes (transforms.datasets, models, robustness, reports).
 _PARAMETERS_AS_FLAGS = (
@@ -47,6 +58,8 @@ _PARAMETERS_AS_FLAGS = (
     (r"\bresume=True\b", "--resume"),
     (r"\bwith resume=False\b", "without --resume"),
     (r"pass model='?([^'\s;,]+)'?", r"pass --model \1"),
+    (r"\bmodel_args=(\{[^{}]*\})", _model_args_flag),
+    (r"\bfrom model_args\b", "from --model-args"),
     (r"pass mean= and std=", "pass --mean and --std"),
     (r"\bnum_pairs must", "--pairs must"),
     (r"\bchoose another out\b", "choose another --out"),

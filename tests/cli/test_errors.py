@@ -35,6 +35,18 @@ from geomrobust.models import CheckpointError
             "If you trust it, pass model='pkg.mod:build'",
             "If you trust it, pass --model pkg.mod:build",
         ),
+        (
+            "x.pt predicts 10 classes but the model was built for 1000; pass "
+            "model_args={'num_classes': 10} to build it for the checkpoint's classes",
+            "x.pt predicts 10 classes but the model was built for 1000; pass "
+            """--model-args '{"num_classes": 10}' to build it for the checkpoint's classes""",
+        ),
+        (
+            "cannot build 'tv:r18' with model_args={'depth': 3, 'x': (1, 2)}",
+            """cannot build 'tv:r18' with --model-args '{"depth": 3, "x": [1, 2]}'""",
+        ),
+        ("remove ['weights'] from model_args", "remove ['weights'] from --model-args"),
+        ("pass model_args={'act': <class 'X'>}", "pass --model-args '{'act': <class 'X'>}'"),
         ("pass mean= and std= or a numeric fill", "pass --mean and --std or a numeric fill"),
         ("num_pairs must be an int >= 1; got 0", "--pairs must be an int >= 1; got 0"),
         ("out /r exists and is not a folder", "--out /r exists and is not a folder"),

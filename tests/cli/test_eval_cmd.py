@@ -50,7 +50,8 @@ def test_parsers_register_three_subcommands():
     assert args.command == "compare"
     assert args.seed == 0
     args = parser.parse_args(["eval", "--checkpoint", "c", "--dataset", "d", "--out", "o"])
-    assert (args.split, args.batch_size, args.device, args.resume) == ("test", 256, "auto", False)
+    assert (args.split, args.default_split) == (None, "test")  # explicit --split is told apart
+    assert (args.batch_size, args.device, args.resume) == (256, "auto", False)
 
 
 def test_eval_writes_result_and_predictions(ckpt_dir, tmp_path, capsys):
@@ -451,3 +452,120 @@ def test_warns_once_when_the_data_differs_from_the_training_data(ckpt_dir, tmp_p
     )
     # A checkpoint that records no training data: nothing to warn about.
     assert stderr_of(str(ckpt_dir / "cnn.safetensors"), "cnn.json") == []
+
+
+# --- torchvision architectures from plain state dicts (--model torchvision:NAME) ---
+
+
+@pytest.fixture(scope="module")
+def resnet18_files(tmp_path_factory):
+    """A 10-class torchvision resnet18 (seeded), saved plain and as a DDP training state."""
+    import torch
+    import torchvision
+
+    folder = tmp_path_factory.mktemp("tv")
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    state = model.state_dict()
+    torch.save(state, folder / "plain.pt")
+    ddp = {"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 3}
+    torch.save(ddp, folder / "ddp.pt")
+    return model, folder
+
+
+def test_torchvision_state_dicts_with_and_without_prefix_evaluate_alike(resnet18_files, tmp_path):
+    # Library level: a CLI run over the whole shared CIFAR-10 split (4,660 images) with
+    # resnet18 takes about a minute on two cores; 64 images take a second.
+    import warnings
+    from pathlib import Path
+
+    import torch
+
+    from geomrobust.robustness import ModelRecord, evaluate, load_for_eval, write_result
+    from geomrobust.transforms import make_sweep
+    from geomrobust.transforms.datasets import ChecksumWarning, load_dataset
+
+    root = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10-train"
+    if not root.is_dir():
+        pytest.skip(f"shared CIFAR-10 files not found at {root}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ChecksumWarning)  # a partial copy of the split
+        data = load_dataset("cifar10", split="train", root=root).head(64)
+    model, folder = resnet18_files
+    sweep = make_sweep(scales=(0.8, 1.0))
+    results = {}
+    for name in ("plain", "ddp"):
+        loaded = load_for_eval(
+            folder / f"{name}.pt",
+            data=data,
+            model="torchvision:resnet18",
+            model_args={"num_classes": 10},
+            device="cpu",
+        )
+        result = evaluate(
+            loaded.model,
+            data,
+            sweep,
+            device="cpu",
+            record=loaded.record,
+            assumptions=loaded.assumptions,
+        )
+        write_result(result, tmp_path / f"{name}.json")
+        results[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    plain, ddp = results["plain"], results["ddp"]
+    assert plain["points"] == ddp["points"]
+    assert plain["summary"] == ddp["summary"]
+    assert [p["accuracy"] for p in plain["points"]] == [p["accuracy"] for p in ddp["points"]]
+    with torch.no_grad():
+        expected = model(data.images).argmax(1).numpy()  # the source model, unwarped images
+    for name in ("plain", "ddp"):
+        predictions = load_result(tmp_path / f"{name}.json").predictions
+        assert np.array_equal(predictions.clean, expected)
+    assert len(set(expected.tolist())) > 1  # not a constant classifier
+    assert plain["model"]["name"] == "torchvision:resnet18"
+    assert plain["model"]["model_args"] == ddp["model"]["model_args"] == {"num_classes": 10}
+    assert plain["model"]["checkpoint_unwrapped"] == []
+    assert ddp["model"]["checkpoint_unwrapped"] == [
+        "state_dict key 'state_dict'",
+        "prefix 'module.'",
+    ]
+    assert ModelRecord.from_dict(ddp["model"]).checkpoint_unwrapped == (
+        "state_dict key 'state_dict'",
+        "prefix 'module.'",
+    )
+    old = {k: v for k, v in ddp["model"].items() if k not in ("model_args", "checkpoint_unwrapped")}
+    record = ModelRecord.from_dict(old)  # written before these fields existed
+    assert (record.model_args, record.checkpoint_unwrapped) == ({}, ())
+
+
+def test_torchvision_class_count_error_reads_as_flags(resnet18_files, tmp_path, capsys):
+    _, folder = resnet18_files
+    out = tmp_path / "r.json"
+    args = ["--model", "torchvision:resnet18", *S]
+    assert _eval(folder / "ddp.pt", out, *args) == 2
+    error = _error(capsys)
+    assert "predicts 10 classes but the model was built for 1000; " in error
+    assert """pass --model-args '{"num_classes": 10}' to build it""" in error
+    assert _eval(folder / "ddp.pt", out, *args, "--model-args", '{"num_classes": 10}') == 2
+    assert "takes 3 input channel(s) but dataset 'digits' has 1" in _error(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("{num_classes: 10}", r"--model-args must be a JSON object such as .*; got '\{num_classes"),
+        ("[10]", r"--model-args must be a JSON object .*; got '\[10\]', which is not an object"),
+    ],
+)
+def test_model_args_must_be_a_json_object(ckpt_dir, tmp_path, capsys, text, match):
+    args = ["--model", "mnist-cnn", "--model-args", text, *S]
+    assert _eval(ckpt_dir / "plain.pt", tmp_path / "r.json", *args) == 2
+    assert re.search(match, _error(capsys)), match
+
+
+def test_model_args_reach_the_architecture(ckpt_dir, tmp_path):
+    out = tmp_path / "r.json"
+    args = ["--model", "mnist-cnn", "--model-args", '{"num_classes": 10}', *S]
+    assert _eval(ckpt_dir / "plain.pt", out, *args) == 0
+    assert json.loads(out.read_text())["model"]["model_args"] == {"num_classes": 10}

@@ -429,3 +429,171 @@ def test_meta_validation():
         meta.training["lr"] = 1.0
     assert CheckpointMeta.from_dict(meta.to_dict()) == meta
     assert pickle.loads(pickle.dumps(meta.to_dict())) == meta.to_dict()
+
+
+# --- torchvision:NAME and timm:NAME architectures, state dicts saved by common trainers ---
+
+TV_TEN = {"num_classes": 10}
+
+
+@pytest.fixture(scope="module")
+def resnet18_ten():
+    """A torchvision resnet18 with 10 classes and random weights (no download)."""
+    import torchvision
+
+    torch.manual_seed(0)
+    return _perturbed(torchvision.models.resnet18(num_classes=10)).eval()
+
+
+def test_torchvision_state_dict_gives_the_same_logits(tmp_path, resnet18_ten):
+    torch.save(resnet18_ten.state_dict(), tmp_path / "r18.pt")
+    loaded, meta = load_checkpoint(
+        tmp_path / "r18.pt", model="torchvision:resnet18", model_args=TV_TEN
+    )
+    _assert_same_state(resnet18_ten, loaded)
+    assert not loaded.training
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(loaded(x), resnet18_ten(x))
+    assert (meta.model_name, dict(meta.model_args)) == ("torchvision:resnet18", TV_TEN)
+    assert meta.input_shape is None
+    assert meta.unwrapped == ()
+
+
+def _prefixed(prefix: str):
+    return lambda sd: {prefix + k: v for k, v in sd.items()}
+
+
+@pytest.mark.parametrize(
+    ("wrap", "unwrapped"),
+    [
+        (_prefixed("module."), ("prefix 'module.'",)),
+        (_prefixed("_orig_mod."), ("prefix '_orig_mod.'",)),
+        (_prefixed("module._orig_mod."), ("prefix 'module.'", "prefix '_orig_mod.'")),
+        (_prefixed("_orig_mod.module."), ("prefix '_orig_mod.'", "prefix 'module.'")),
+        (lambda sd: {"state_dict": sd, "epoch": 3}, ("state_dict key 'state_dict'",)),
+        (lambda sd: {"model": sd}, ("state_dict key 'model'",)),
+        (
+            lambda sd: {"model_state_dict": _prefixed("module.")(sd), "optimizer": {"lr": 0.1}},
+            ("state_dict key 'model_state_dict'", "prefix 'module.'"),
+        ),
+    ],
+    ids=["ddp", "compile", "ddp-compile", "compile-ddp", "state_dict", "model", "both"],
+)
+def test_trainer_wrappers_and_prefixes_are_removed(tmp_path, resnet18_ten, wrap, unwrapped):
+    torch.save(wrap(resnet18_ten.state_dict()), tmp_path / "r18.pt")
+    loaded, meta = load_checkpoint(
+        tmp_path / "r18.pt", model="torchvision:resnet18", model_args=TV_TEN
+    )
+    _assert_same_state(resnet18_ten, loaded)
+    assert meta.unwrapped == unwrapped
+
+
+def test_prefixes_are_dropped_from_foreign_safetensors_only(tmp_path):
+    model = _perturbed(build_model("mnist-cnn"))
+    state = {f"_orig_mod.module.{k}": v for k, v in model.state_dict().items()}
+    save_file(state, str(tmp_path / "compiled.safetensors"))
+    loaded, meta = load_checkpoint(tmp_path / "compiled.safetensors", model="mnist-cnn")
+    _assert_same_state(model, loaded)
+    assert meta.unwrapped == ("prefix '_orig_mod.'", "prefix 'module.'")
+    # A file written by save_checkpoint holds the model's own names: nothing is touched.
+    wrapper = nn.Sequential()
+    wrapper.add_module("module", build_model("mnist-cnn"))
+    meta = CheckpointMeta(model_name="wrapped:net")
+    path = save_checkpoint(tmp_path / "own.safetensors", wrapper, meta=meta)
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        assert all(k.startswith("module.") for k in f.keys())  # noqa: SIM118
+    _, meta = load_checkpoint(path, model=wrapper)
+    assert meta.unwrapped == ()
+
+
+def test_unwrapped_is_not_written_to_files():
+    meta = CheckpointMeta(model_name="mnist-cnn", unwrapped=["prefix 'module.'"])
+    assert meta.unwrapped == ("prefix 'module.'",)
+    assert "geomrobust.unwrapped" not in meta.to_metadata()
+    assert CheckpointMeta.from_dict(meta.to_dict()) == meta
+    metadata = {**meta.to_metadata(), "geomrobust.unwrapped": '["forged"]'}
+    assert CheckpointMeta.from_metadata(metadata).unwrapped == ()
+    with pytest.raises(TypeError, match="unwrapped must be a sequence of str; got 'module.'"):
+        CheckpointMeta(unwrapped="module.")
+
+
+def test_torchvision_class_count_error_names_num_classes(tmp_path, resnet18_ten):
+    torch.save(resnet18_ten.state_dict(), tmp_path / "r18.pt")
+    hint = (
+        r"predicts 10 classes but the model was built for 1000; "
+        r"pass model_args=\{'num_classes': 10\}"
+    )
+    with pytest.raises(CheckpointClassCountError, match=hint) as exc:
+        load_checkpoint(tmp_path / "r18.pt", model="torchvision:resnet18")
+    assert (exc.value.checkpoint_classes, exc.value.expected_classes) == (10, 1000)
+    with pytest.raises(CheckpointClassCountError, match=hint):
+        load_checkpoint(tmp_path / "r18.pt", model="torchvision:resnet18", num_classes=10)
+    with pytest.raises(
+        CheckpointClassCountError,
+        match=r"predicts 10 classes but the dataset has 7 \(and the model was built for 1000\); "
+        "use a checkpoint trained on this dataset",
+    ) as exc:
+        load_checkpoint(tmp_path / "r18.pt", model="torchvision:resnet18", num_classes=7)
+    assert (exc.value.checkpoint_classes, exc.value.expected_classes) == (10, 7)
+
+
+def test_torchvision_names_and_arguments_are_checked(tmp_path):
+    path = tmp_path / "m.pt"
+    torch.save({"w": torch.zeros(1)}, path)
+    with pytest.raises(
+        ValueError,
+        match=r"unknown model 'torchvision:resnet1000'; close matches: \[.*'torchvision:resnet101'",
+    ):
+        load_checkpoint(path, model="torchvision:resnet1000")
+    with pytest.raises(ValueError, match=r"without pretrained weights .* remove \['weights'\]"):
+        load_checkpoint(path, model="torchvision:resnet18", model_args={"weights": "DEFAULT"})
+    with pytest.raises(
+        CheckpointMetadataError,
+        match=r"cannot build model 'torchvision:resnet18' with model_args=\{'depth': 3\}.*"
+        "unexpected keyword argument 'depth'",
+    ):
+        load_checkpoint(path, model="torchvision:resnet18", model_args={"depth": 3})
+
+
+def test_a_file_naming_a_torchvision_model_rebuilds_itself(tmp_path, resnet18_ten):
+    meta = CheckpointMeta(model_name="torchvision:resnet18", model_args=TV_TEN)
+    path = save_checkpoint(tmp_path / "r18.safetensors", resnet18_ten, meta=meta)
+    loaded, loaded_meta = load_checkpoint(path, num_classes=10)
+    _assert_same_state(resnet18_ten, loaded)
+    assert loaded_meta.model_name == "torchvision:resnet18"
+
+
+def test_timm_without_timm_gives_the_install_hint(tmp_path, monkeypatch):
+    torch.save({"w": torch.zeros(1)}, tmp_path / "m.pt")
+    monkeypatch.setitem(sys.modules, "timm", None)  # as if timm were not installed
+    with pytest.raises(ValueError, match=r"needs timm, .*: pip install 'geomrobust\[timm\]'"):
+        load_checkpoint(tmp_path / "m.pt", model="timm:resnet18")
+    with pytest.raises(ValueError, match=r"timm:NAME takes a timm architecture name"):
+        load_checkpoint(tmp_path / "m.pt", model="timm:hf-hub:org/model")
+
+
+def test_timm_models_are_built_without_pretrained_weights(tmp_path, monkeypatch):
+    import types
+
+    calls = []
+
+    def create_model(name, **kwargs):
+        calls.append((name, kwargs))
+        return nn.Linear(4, kwargs.get("num_classes", 1000))
+
+    fake = types.ModuleType("timm")
+    fake.create_model = create_model
+    fake.list_models = lambda: ["resnet18", "resnet50", "vit_tiny_patch16_224"]
+    fake.is_model = lambda name: name.split(".")[0] in fake.list_models()
+    monkeypatch.setitem(sys.modules, "timm", fake)
+    model = _perturbed(nn.Linear(4, 10))
+    torch.save({"module.weight": model.weight, "module.bias": model.bias}, tmp_path / "m.pt")
+    loaded, meta = load_checkpoint(tmp_path / "m.pt", model="timm:resnet18", model_args=TV_TEN)
+    _assert_same_state(model, loaded)
+    assert calls == [("resnet18", {"pretrained": False, "num_classes": 10})]
+    assert (meta.model_name, meta.unwrapped) == ("timm:resnet18", ("prefix 'module.'",))
+    with pytest.raises(ValueError, match=r"unknown model 'timm:resnet1'; close matches: \["):
+        load_checkpoint(tmp_path / "m.pt", model="timm:resnet1")
+    with pytest.raises(ValueError, match=r"remove \['pretrained'\] from model_args"):
+        load_checkpoint(tmp_path / "m.pt", model="timm:resnet18", model_args={"pretrained": True})

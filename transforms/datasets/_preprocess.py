@@ -34,7 +34,7 @@ PREPROCESS_ORDER = (
 
 
 class DecodeError(ValueError):
-    """A file that neither torchvision.io nor Pillow decodes."""
+    """A file that Pillow does not decode."""
 
 
 @dataclass(frozen=True)
@@ -126,30 +126,31 @@ class Preprocess:
 
 
 def _decode_bytes(raw: bytes) -> Tensor:
-    """``(C, H, W)`` uint8/uint16 tensor of an encoded image, channels as stored."""
-    from torchvision.io import ImageReadMode, decode_image
-
-    try:
-        buffer = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
-        return decode_image(buffer, mode=ImageReadMode.UNCHANGED)
-    except (RuntimeError, ValueError):
-        pass  # BMP, TIFF, ... and files torchvision refuses: try Pillow
+    """``(C, H, W)`` uint8 (16-bit grey: uint16) tensor of an encoded image, with its
+    stored channels (grey, grey + alpha, RGB or RGBA), decoded by Pillow."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(raw)) as img:
             img.load()
-            if img.mode in ("P", "PA"):
-                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-            elif img.mode not in ("L", "LA", "RGB", "RGBA", "I;16"):
-                img = img.convert("RGB")
-            array = np.asarray(img)
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                array = np.array(img, dtype=np.int64).clip(0, 65535).astype(np.uint16)
+            else:
+                if img.mode not in ("L", "LA", "RGB", "RGBA"):
+                    grey = img.mode in ("1", "P") and _palette_is_grey(img)
+                    img = img.convert("L" if grey else "RGBA" if "A" in img.getbands() else "RGB")
+                array = np.array(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DecodeError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-    if array.dtype == np.uint16 or array.dtype == np.int32:
-        array = array.astype(np.int32).clip(0, 65535).astype(np.uint16)
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    tensor = torch.from_numpy(array)
     return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+
+
+def _palette_is_grey(img) -> bool:
+    if img.mode == "1":
+        return True
+    palette = img.getpalette() or []
+    return all(palette[i] == palette[i + 1] == palette[i + 2] for i in range(0, len(palette), 3))
 
 
 def decode_image_file(
