@@ -37,6 +37,7 @@ _LAZY = {
     "evaluate_pairs": "geomrobust.robustness._pairs_eval",
     "PairResult": "geomrobust.robustness._pairs_eval",
     "load_for_eval": "geomrobust.robustness._checkpoints",
+    "load_for_folder": "geomrobust.robustness._checkpoints",
     "LoadedModel": "geomrobust.robustness._checkpoints",
     "resolve_checkpoint_path": "geomrobust.robustness._checkpoints",
     "EvalInputError": "geomrobust.robustness._eval_errors",

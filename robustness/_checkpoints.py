@@ -19,9 +19,15 @@ from torch import nn
 
 from geomrobust.robustness._eval_errors import EvalInputError
 from geomrobust.robustness._results import ModelRecord
-from geomrobust.transforms.datasets import ImageDataset, file_sha256
+from geomrobust.robustness._runtime import model_in_channels
+from geomrobust.transforms.datasets import (
+    FolderDataset,
+    ImageDataset,
+    file_sha256,
+    load_image_folder,
+)
 
-__all__ = ["LoadedModel", "load_for_eval", "resolve_checkpoint_path"]
+__all__ = ["LoadedModel", "load_for_eval", "load_for_folder", "resolve_checkpoint_path"]
 
 log = logging.getLogger("geomrobust.eval")
 
@@ -100,13 +106,107 @@ def load_for_eval(
             ``ref:`` name, or only one of mean/std.
         ValueError: an unknown ``torchvision:``/``timm:`` name, or timm not installed.
     """
-    from geomrobust.models import count_params, get_model_info, list_models, load_checkpoint
+    from geomrobust.models import load_checkpoint
 
     path = resolve_checkpoint_path(checkpoint)
     expected = None if pairs else data.num_classes
     net, meta = load_checkpoint(
         path, model=model, model_args=model_args, num_classes=expected, device=device
     )
+    return _describe(
+        checkpoint,
+        path,
+        net,
+        meta,
+        data=data,
+        model=model,
+        model_args=model_args,
+        mean=mean,
+        std=std,
+        pairs=pairs,
+    )
+
+
+def load_for_folder(
+    checkpoint: str | os.PathLike[str],
+    *,
+    root: str | os.PathLike[str],
+    class_map: Mapping[str, int] | str | os.PathLike[str] | None = None,
+    grey: bool = False,
+    skip_unreadable: bool = False,
+    max_images: int | None = None,
+    fingerprint: str = "content",
+    model: str | None = None,
+    model_args: Mapping[str, Any] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[FolderDataset, LoadedModel]:
+    """Load a checkpoint, then list an image folder for it.
+
+    The model comes first because the folder depends on it: its class names (when the
+    checkpoint records them) match the class folders by name, and its input channels say
+    whether images are decoded as RGB or grey.
+
+    Args:
+        checkpoint, model, model_args, mean, std, device: As for :func:`load_for_eval`.
+        root, class_map, grey, skip_unreadable, max_images, fingerprint: As for
+            :func:`geomrobust.transforms.datasets.load_image_folder`.
+
+    Returns:
+        ``(data, loaded)``.
+
+    Raises:
+        models.CheckpointError: missing, corrupt or mismatched checkpoint.
+        DatasetError: as for ``load_image_folder``.
+        EvalInputError: the model's class count differs from the class folders' (without
+            ``class_map``), or as for :func:`load_for_eval`.
+    """
+    from geomrobust.models import load_checkpoint
+
+    path = resolve_checkpoint_path(checkpoint)
+    net, meta = load_checkpoint(path, model=model, model_args=model_args, device=device)
+    channels = meta.input_shape[0] if meta.input_shape else model_in_channels(net)
+    data = load_image_folder(
+        root,
+        classes=meta.class_names if class_map is None else None,
+        class_map=class_map,
+        channels=1 if channels == 1 else 3,
+        grey=grey,
+        skip_unreadable=skip_unreadable,
+        max_images=max_images,
+        fingerprint=fingerprint,
+    )
+    outputs = meta.num_classes or getattr(net, "num_classes", None)
+    if class_map is None and isinstance(outputs, int) and outputs != data.num_classes:
+        raise EvalInputError(
+            f"checkpoint {checkpoint} predicts {outputs} classes but {data.root} has "
+            f"{data.num_classes} class folders; pass class_map=FILE to map the folders to the "
+            "model's outputs (a subset of its classes), or use a checkpoint trained on them"
+        )
+    loaded = _describe(
+        checkpoint,
+        path,
+        net,
+        meta,
+        data=data,
+        model=model,
+        model_args=model_args,
+        mean=mean,
+        std=std,
+        pairs=False,
+        outputs=outputs if class_map is not None else None,
+    )
+    return data, loaded
+
+
+def _describe(
+    checkpoint, path, net, meta, *, data, model, model_args, mean, std, pairs, outputs=None
+) -> LoadedModel:
+    """Check a loaded model against ``data`` and record what it is and what was assumed."""
+    from geomrobust.models import count_params, get_model_info, list_models
+
+    expected = None if pairs else data.num_classes
     assumptions: list[str] = []
     trained_on = (meta.data_fingerprint or {}).get("dataset")
     if isinstance(trained_on, str) and trained_on != data.name:
@@ -118,23 +218,24 @@ def load_for_eval(
             data.name,
         )
     has_meta = meta.class_names is not None or meta.mean is not None
-    c = data.image_shape[0]
+    c = data.channels
     channels = meta.input_shape[0] if meta.input_shape else getattr(net, "in_channels", None)
     if channels is None and (meta.model_name or "").startswith(("torchvision:", "timm:")):
-        channels = _stem_channels(net)
+        channels = model_in_channels(net)
     if isinstance(channels, int) and channels != c:
         raise EvalInputError(
             f"checkpoint {checkpoint} takes {channels} input channel(s) but dataset "
             f"{data.name!r} has {c}; use a checkpoint trained on this dataset"
         )
-    if not pairs and meta.class_names is not None:
+    mapped = getattr(data, "output_index", None) is not None
+    if not pairs and not mapped and meta.class_names is not None:
         if tuple(meta.class_names) != tuple(data.classes):
             raise EvalInputError(
                 f"checkpoint {checkpoint} was trained on classes {list(meta.class_names)[:5]}... "
                 f"but dataset {data.name!r} has {list(data.classes)[:5]}...; use a checkpoint "
                 "trained on this dataset"
             )
-    elif meta.class_names is None and not pairs:
+    elif meta.class_names is None and not pairs and not mapped:
         assumptions.append(
             f"class count and names taken from the dataset ({data.num_classes}: "
             f"{', '.join(data.classes[:3])}, ...): the checkpoint does not record them"
@@ -176,7 +277,9 @@ def load_for_eval(
         params=count_params(net),
         checkpoint=os.fspath(checkpoint),
         checkpoint_sha256=file_sha256(path),
-        num_classes=expected if expected is not None else getattr(net, "num_classes", None),
+        num_classes=outputs
+        if outputs is not None
+        else (expected if expected is not None else getattr(net, "num_classes", None)),
         class_names=tuple(meta.class_names)
         if meta.class_names
         else (None if pairs else tuple(data.classes)),
@@ -189,9 +292,3 @@ def load_for_eval(
     for note in meta.unwrapped:
         log.info("checkpoint %s: removed the %s to load it", checkpoint, note)
     return LoadedModel(net, record, tuple(assumptions), num_inputs, dict(meta.training))
-
-
-def _stem_channels(net: nn.Module) -> int | None:
-    """Input channels of the first convolution (a torchvision or timm model's stem)."""
-    first = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
-    return None if first is None else first.in_channels

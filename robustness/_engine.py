@@ -211,9 +211,14 @@ class _Runner:
             table[list(self.output_index)] = torch.arange(len(self.output_index))
             self.output_map = table.to(logits.device)
         elif outputs != self.num_classes:
+            hint = (
+                "; or pass class_map=FILE to map the class folders to its outputs"
+                if isinstance(self.data, FolderDataset)
+                else ""
+            )
             raise EvalInputError(
                 f"the model predicts {outputs} classes but the dataset has "
-                f"{self.num_classes}; use a model trained on this dataset"
+                f"{self.num_classes}; use a model trained on this dataset{hint}"
             )
         self.checked = True
 

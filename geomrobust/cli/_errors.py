@@ -65,6 +65,11 @@ _PARAMETERS_AS_FLAGS = (
     (r"\bchoose another out\b", "choose another --out"),
     (r"^out (\S+) exists", r"--out \1 exists"),
     (r"\bonly epochs may grow", "only --epochs may grow"),
+    (r"\bclass_map=FILE\b", "--class-map FILE"),
+    (r"\bskip_unreadable=True\b", "--skip-unreadable"),
+    (r"\bgrey=True\b", "--grey"),
+    (r"\bcrop=\(H, W\) \(and resize=N\)", "--crop H,W (and --resize N)"),
+    (r"\(resize >= (\d+)\)", r"(--resize >= \1)"),
 )
 
 

@@ -38,11 +38,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "of predictions that change; and the summary (clean, mean, worst and all-points "
             "accuracy, consistency, relative robustness). Writes RESULT.json and the per-image "
             "predictions beside it (RESULT.predictions.npz). Images are warped in [0, 1] "
-            "space, then normalised. An interrupted run continues with --resume."
+            "space, then normalised. An interrupted run continues with --resume. Your own "
+            "images: --dataset imagefolder --data-root DIR (DIR/<class>/<image>), decoded "
+            "once per run in --workers processes, with --resize/--crop as in training."
         ),
     )
     add_model_args(p)
-    add_data_args(p)
+    add_data_args(p, folders=True)
     p.add_argument("--sweep", help="preset: scale, rotation, translation, scale-rotation")
     p.add_argument("--scales", help="custom scales, 'start:stop:step' or 'a,b,c'")
     p.add_argument("--angles", help="custom angles in degrees, 'start:stop:step' or 'a,b,c'")
@@ -74,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from geomrobust.robustness import EvalInputError, evaluate, work_rows
     from geomrobust.robustness._distributed import launch_from_env
     from geomrobust.robustness._io import PartialStore
+    from geomrobust.transforms.datasets import DatasetError
 
     launch = launch_from_env()
     if launch is not None:
@@ -100,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                 resume=args.resume,
                 progress=bar.update,
             )
-    except EvalInputError:
+    except (EvalInputError, DatasetError):  # found while running: a bad model output or file
         if partial.is_dir() and not any(partial.rglob("*.npy")):
             PartialStore(partial, {}, 0).discard()  # nothing finished: leave no trace
         raise

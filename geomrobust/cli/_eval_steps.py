@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 from geomrobust.cli._errors import UsageError
-from geomrobust.cli._inputs import load_model_and_data
+from geomrobust.cli._inputs import load_model_and_data, preprocess_from_args
 from geomrobust.cli._options import floats
 
 __all__ = [
@@ -62,13 +62,20 @@ def _sweep(args: argparse.Namespace):
 def eval_inputs(args: argparse.Namespace, *, device: str | None = None):
     """The checked inputs of ``eval``: ``(sweep, data, loaded, device, options)``."""
     from geomrobust.robustness import EvalOptions
+    from geomrobust.transforms.datasets import default_workers
 
     sweep = _sweep(args)
     if args.fill is not None and args.fill.strip().lower() != "mean":
         fill = floats(args.fill, "--fill")
     else:
         fill = args.fill
+    preprocess = preprocess_from_args(args)
+    workers = args.workers
+    if workers is not None and workers < 0:
+        raise UsageError(f"--workers must be >= 0; got {workers}")
     data, loaded, device = load_model_and_data(args, device=device)
+    if workers is None:
+        workers = default_workers() if data.streamed else 0
     if loaded.num_inputs == 2:
         raise UsageError(
             f"{args.checkpoint} is a pair classifier ({loaded.record.name}); evaluate it with "
@@ -80,6 +87,8 @@ def eval_inputs(args: argparse.Namespace, *, device: str | None = None):
         interpolation=args.interpolation,
         fill=fill,
         batch_size=args.batch_size,
+        preprocess=preprocess,
+        workers=workers,
     )
     return sweep, data, loaded, device, options
 

@@ -237,28 +237,58 @@ def load_data(args: argparse.Namespace, *, split: str | None = None):
 
 def load_model_and_data(args: argparse.Namespace, *, pairs: bool = False, device=None):
     """``(data, loaded, device)``: the dataset, and the model on ``device`` (default
-    ``--device``) checked against it."""
+    ``--device``) checked against it. For ``--dataset imagefolder`` the model is loaded
+    first: its class names and channels decide how the folder is read."""
     from geomrobust.models import CheckpointError
-    from geomrobust.robustness import load_for_eval
+    from geomrobust.robustness import load_for_eval, load_for_folder
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1; got {args.batch_size}")
     if (args.mean is None) != (args.std is None):
         raise UsageError("--mean and --std must be given together (or neither)")
     model_args = _parse_model_args(getattr(args, "model_args", None))
+    folder = is_folder(args)
+    if folder and pairs:
+        raise UsageError("eval-pairs does not read image folders; use a built-in dataset")
+    _check_folder_only(args, folder)
+    _check_split(args)
     device = device or resolve_device(args.device)
-    data = load_data(args)
+    common = {
+        "model": args.model,
+        "model_args": model_args,
+        "mean": floats(args.mean, "--mean"),
+        "std": floats(args.std, "--std"),
+        "device": device,
+    }
     try:
-        loaded = load_for_eval(
-            args.checkpoint,
-            data=data,
-            model=args.model,
-            model_args=model_args,
-            mean=floats(args.mean, "--mean"),
-            std=floats(args.std, "--std"),
-            device=device,
-            pairs=pairs,
-        )
+        if folder:
+            data, loaded = load_for_folder(
+                args.checkpoint,
+                root=args.data_root,
+                class_map=args.class_map,
+                grey=args.grey,
+                skip_unreadable=args.skip_unreadable,
+                max_images=_check_max_images(args),
+                fingerprint=args.fingerprint,
+                **common,
+            )
+        else:
+            data = load_data(args)
+            loaded = load_for_eval(args.checkpoint, data=data, pairs=pairs, **common)
     except (CheckpointError, ValueError, TypeError, ImportError) as exc:
         raise UsageError(str(exc)) from None
     return data, loaded, device
+
+
+_FOLDER_ONLY = ("class_map", "skip_unreadable", "grey")
+
+
+def _check_folder_only(args: argparse.Namespace, folder: bool) -> None:
+    if folder:
+        return
+    given = [name for name in _FOLDER_ONLY if getattr(args, name, None)]
+    if getattr(args, "fingerprint", "content") != "content":
+        given.append("fingerprint")
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise UsageError(f"{flags} apply only to --dataset imagefolder")

@@ -51,6 +51,17 @@ from geomrobust.models import CheckpointError
         ("num_pairs must be an int >= 1; got 0", "--pairs must be an int >= 1; got 0"),
         ("out /r exists and is not a folder", "--out /r exists and is not a folder"),
         ("pass data_root= with the folder", "pass --data-root with the folder"),
+        (
+            "or pass class_map=FILE to map the class folders",
+            "or pass --class-map FILE to map the class folders",
+        ),
+        ("; pass skip_unreadable=True to skip", "; pass --skip-unreadable to skip"),
+        ("pass grey=True to convert colour", "pass --grey to convert colour"),
+        (
+            "pass crop=(H, W) (and resize=N) so that",
+            "pass --crop H,W (and --resize N) so that",
+        ),
+        ("a larger resize (resize >= 224)", "a larger resize (--resize >= 224)"),
         ("the model's output (out of range)", "the model's output (out of range)"),  # untouched
     ],
 )
