@@ -33,6 +33,7 @@ from geomrobust.robustness._distributed import (
     launch_from_env,
     pair_ranges,
     rank_device,
+    shard_groups,
     threads_per_rank,
 )
 from geomrobust.robustness._io import PartialStore
@@ -163,6 +164,37 @@ def test_two_ranks_give_the_single_process_result(hook, tmp_path, monkeypatch):
     assert not (tmp_path / "two.json.partial").exists()
     summary = json.loads(two.read_text())["summary"]
     assert 0 < summary["consistency"] < 1  # predictions vary with the point: a real check
+
+
+@needs_gloo
+def test_two_ranks_on_an_image_folder_give_the_single_process_result(hook, tmp_path, monkeypatch):
+    # Grey PNGs of the first 150 digits test images, one folder per class; the ranks split the
+    # images (blocks of 32, all rows each) and decode each image once.
+    from _image_folders import write_folder
+
+    from geomrobust.transforms.datasets import DIGITS_CLASSES, load_dataset
+
+    digits = load_dataset("digits", split="test").head(150)
+    root = tmp_path / "val"
+    write_folder(root, digits.images, digits.labels.tolist(), DIGITS_CLASSES)
+    folder = ("--dataset", "imagefolder", "--data-root", str(root), "--workers", "1")
+    sweep = ("--scales", "0.8,1.2", "--angles", "0,30", "--batch-size", "32")
+
+    def args(out: Path) -> list[str]:
+        plain = _eval_args(hook, out, *sweep)
+        at = plain.index("--dataset")
+        return [*plain[:at], *folder, *plain[at + 2 :]]
+
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    _single(args(one), hook, monkeypatch)
+    proc = _torchrun(*args(two), hook=hook)
+    assert proc.returncode == 0, proc.stderr
+    run = _assert_same_result(one, two)
+    assert run["world_size"] == 2
+    assert run["shards"] == 5 * 5  # 5 image blocks of 32 × (4 points + the identity)
+    result = json.loads(two.read_text())
+    assert result["data"]["dataset"] == "imagefolder"
+    assert result["data"]["n"] == 150
 
 
 @needs_gloo
@@ -304,6 +336,25 @@ def test_assign_shards_balances_images_and_skips_finished():
     assert assign_shards([30, 10, 10, 10], [], 2) == [0, 1, 1, 1]
     owner = assign_shards([7] * 100, list(range(0, 100, 3)), 3)
     assert [owner.count(r) for r in range(3)] == [22, 22, 22]
+
+
+def test_streamed_shards_keep_an_image_block_on_one_rank():
+    shards = distributed_shards(3, 100, world_size=2, batch_size=10, streamed=True)
+    # 8 blocks wanted -> 13 images, rounded up to 20: 5 blocks, all 3 rows each, image-major
+    assert [(s.row, s.start, s.stop) for s in shards[:4]] == [
+        (0, 0, 20),
+        (1, 0, 20),
+        (2, 0, 20),
+        (0, 20, 40),
+    ]
+    groups = shard_groups(shards, streamed=True)
+    assert groups == [i // 3 for i in range(15)]
+    owner = assign_shards([s.stop - s.start for s in shards], [], 2, groups=groups)
+    assert owner == [r for r in (0, 1, 0, 1, 0) for _ in range(3)]
+    # a finished shard leaves the rest of its block together
+    owner = assign_shards([s.stop - s.start for s in shards], [0], 2, groups=groups)
+    assert owner[:6] == [-1, 0, 0, 1, 1, 1]
+    assert shard_groups(shards, streamed=False) == list(range(15))
 
 
 def test_pair_ranges():
