@@ -81,7 +81,12 @@ class _DataCache:
 
         d = entry.result.data
         key = (d.dataset, d.split, str(d.fingerprint.get("images_sha256")))
+        if d.folder is not None:  # an image folder: listed again, checked, decoded on demand
+            key = (d.dataset, d.split, str(d.fingerprint.get("content_sha256")))
         if key in self._loaded:
+            return self._loaded[key]
+        if d.folder is not None:
+            self._loaded[key] = self._folder(d)
             return self._loaded[key]
         data = None
         for candidate in self.extra:
@@ -108,6 +113,30 @@ class _DataCache:
         self._loaded[key] = data
         return data
 
+    def _folder(self, d):
+        from geomrobust.transforms.datasets import DatasetError, reopen_image_folder
+
+        try:
+            return reopen_image_folder(d.to_dict(), root=self.root)
+        except (DatasetError, OSError, KeyError) as exc:
+            self.notes.append(
+                f"the example gallery of the image folder {d.split!r} is left out: {exc}; pass "
+                "data_root= with the folder the evaluation used"
+            )
+            return None
+
+
+def _input_shape(data, preprocess) -> tuple[int, ...] | None:
+    """``(C, H, W)`` the model saw: the data's, after the recorded resize and crop; for an
+    image folder only a crop fixes it."""
+    from geomrobust.transforms.datasets import Preprocess
+
+    pre = Preprocess.from_dict(preprocess) if preprocess else Preprocess()
+    if hasattr(data, "image_shape"):
+        c, h, w = data.image_shape
+        return (c, *pre.output_size(h, w))
+    return (data.channels, *pre.crop) if pre.crop is not None else None
+
 
 def _same_data(fp, record) -> bool:
     """Whether a loaded dataset's fingerprint is that of the evaluated data (a dict)."""
@@ -128,7 +157,9 @@ def _flops(entry: EvalEntry, data) -> int | None:
     from geomrobust.transforms.datasets import file_sha256
 
     r = entry.result
-    shape = tuple(data.image_shape) if data is not None else _KNOWN_SHAPES.get(r.data.dataset)
+    shape = _KNOWN_SHAPES.get(r.data.dataset)
+    if data is not None:
+        shape = _input_shape(data, r.preprocess)
     if shape is None:
         return None
     ckpt = r.model.checkpoint

@@ -23,7 +23,7 @@ from geomrobust.reports._fig_style import (
 )
 from geomrobust.robustness import EvalResult
 from geomrobust.transforms import AffineParams, warp
-from geomrobust.transforms.datasets import ImageDataset
+from geomrobust.transforms.datasets import FolderDataset, ImageDataset, Preprocess
 
 # --------------------------------------------------------------------------- gallery
 
@@ -107,8 +107,10 @@ def gallery(
     """
     if not isinstance(result, EvalResult):
         raise TypeError(f"result must be an EvalResult; got {type(result).__name__}")
-    if not isinstance(data, ImageDataset):
-        raise TypeError(f"data must be an ImageDataset; got {type(data).__name__}")
+    if not isinstance(data, ImageDataset | FolderDataset):
+        raise TypeError(
+            f"data must be an ImageDataset or a FolderDataset; got {type(data).__name__}"
+        )
     for name, value in (("examples", examples), ("max_points", max_points)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an int >= 1; got {value!r}")
@@ -125,14 +127,22 @@ def gallery(
             f"{data.name!r} ({data.split}) with {'other' if len(data) == result.data.n else 'a'}"
             " labels; pass the same split"
         )
-    size = max(data.images.shape[-2:])
+    pre = Preprocess.from_dict(result.preprocess) if result.preprocess else Preprocess()
+    if isinstance(data, FolderDataset):  # decode only the shown images
+        size = max(pre.crop or data.decode([0], preprocess=pre).shape[-2:])
+    else:
+        size = max(pre.output_size(*data.images.shape[-2:]))
     columns = _gallery_columns(result, max_points, size)
     rows = _gallery_examples(result, columns, examples)
+    if isinstance(data, FolderDataset):
+        images = data.decode(rows, preprocess=pre)
+    else:
+        images = data.images[rows]
+        images = images if pre.is_identity else pre(images)
     names = _class_names(len(data.classes), class_names, data.classes)
     worst = result.points.index(_worst_point(result))
     tr = result.transform
     fill = None if tr.fill is None else list(tr.fill)
-    images = data.images[rows]
     warped = [
         warp(
             images,

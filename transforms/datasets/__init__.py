@@ -27,7 +27,7 @@ from ._errors import (
     UnsafePickleError,
 )
 from ._fingerprint import DataFingerprint, FileDigest, array_sha256, file_sha256
-from ._folder import FolderDataset, default_workers, load_image_folder
+from ._folder import FolderDataset, default_workers, load_image_folder, reopen_image_folder
 from ._folder_index import (
     IMAGE_EXTENSIONS,
     OTHER_CLASS,
@@ -89,6 +89,7 @@ __all__ = [
     "materialise_pairs",
     "quantise",
     "read_class_map",
+    "reopen_image_folder",
     "safe_unpickle",
     "verify_materialised",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from ._folder_index import (
 )
 from ._preprocess import DecodeError, Preprocess, decode_image_file
 
-__all__ = ["FolderDataset", "default_workers", "load_image_folder"]
+__all__ = ["FolderDataset", "default_workers", "load_image_folder", "reopen_image_folder"]
 
 
 def default_workers() -> int:
@@ -209,10 +209,35 @@ class FolderDataset:
             max_images=n,
         )
 
+    def decode(self, indices: Sequence[int], *, preprocess: Preprocess | None = None) -> Tensor:
+        """``(len(indices), C, H, W)`` float images of the files at ``indices``, decoded and
+        preprocessed as :meth:`batches` does (in this process; for a few images, such as a
+        report's gallery).
+
+        Raises:
+            DatasetFormatError: as for :meth:`batches`.
+        """
+        items = _Items(self.root, self.files, self.channels, self.grey, preprocess or Preprocess())
+        images, _, error = _collate([items[int(i)] for i in indices])
+        if error is not None:
+            raise DatasetFormatError(error[1])
+        return images
+
+    def without(self, files: Sequence[str]) -> FolderDataset:
+        """The same dataset less ``files`` (the unreadable files a result skipped), so that
+        its indices are those of the result's predictions; the fingerprint stays the
+        listing's."""
+        drop = set(files)
+        keep = [i for i, f in enumerate(self.files) if f not in drop]
+        return replace(
+            self, files=tuple(self.files[i] for i in keep), labels=self.labels[keep].clone()
+        )
+
     def data_record(self) -> dict[str, Any]:
         """What a result records about the folder beyond its fingerprint."""
         return {
             "root": str(self.root),
+            "classes": list(self.classes),
             "class_source": self.class_source,
             "output_index": None if self.output_index is None else list(self.output_index),
             "channels": self.channels,
@@ -303,3 +328,42 @@ def load_image_folder(
         fingerprint=fingerprint,
         max_images=max_images,
     )
+
+
+def reopen_image_folder(
+    record: Mapping[str, Any], *, root: str | os.PathLike[str] | None = None
+) -> FolderDataset:
+    """The folder a result was computed on, listed again from the result's ``data`` record
+    and checked against its fingerprint; unreadable files the result skipped are left out,
+    so indices match the result's predictions.
+
+    Args:
+        record: The result's ``data`` record (``DataRecord.to_dict()``).
+        root: Where the folder is now (default: where it was).
+
+    Raises:
+        DatasetNotFoundError: the folder is gone.
+        DatasetFormatError: the folder's files are not those that were evaluated.
+    """
+    folder = record["folder"]
+    classes, outputs = folder["classes"], folder.get("output_index")
+    source = folder["class_source"]
+    kind = record["fingerprint"]["kind"]
+    data = load_image_folder(
+        root if root is not None else folder["root"],
+        classes=classes if source == "checkpoint" else None,
+        class_map=dict(zip(classes, outputs, strict=False)) if source == "class_map" else None,
+        channels=folder["channels"],
+        grey=folder["grey"],
+        skip_unreadable=folder["skip_unreadable"],
+        max_images=record.get("max_images"),
+        fingerprint=kind,
+    )
+    found = data.fingerprint.to_dict()
+    if found != dict(record["fingerprint"]):
+        differs = sorted(k for k in found if found[k] != record["fingerprint"].get(k))
+        raise DatasetFormatError(
+            f"{data.root} is not the folder that was evaluated: its {', '.join(differs)} "
+            f"differ ({found['n_images']} files now, {record['fingerprint']['n_images']} then)"
+        )
+    return data.without(record.get("unreadable") or ())
