@@ -48,8 +48,8 @@ def add_data_args(
     if split is not None:
         p.add_argument(
             "--split",
-            help=f"split to use (default: {split}); not for imagefolder, where --data-root is "
-            "the split",
+            help=f"split to use (default: {split})"
+            + ("; not for imagefolder, where --data-root is the split" if folders else ""),
         )
         p.set_defaults(default_split=split)
     p.add_argument(
