@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from geomrobust.robustness._eval_errors import EvalInputError
 from geomrobust.robustness._eval_options import EvalOptions
@@ -36,7 +37,7 @@ from geomrobust.robustness._results import (
     summarise,
 )
 from geomrobust.robustness._runtime import model_device_dtype, model_in_channels, versions
-from geomrobust.transforms import AffineParams, Sweep, get_sweep, warp
+from geomrobust.transforms import AffineBatch, AffineParams, Sweep, get_sweep, warp
 from geomrobust.transforms.datasets import Batch, FolderDataset, ImageDataset
 
 EvalData = ImageDataset | FolderDataset
@@ -186,15 +187,38 @@ class _Runner:
     def predict(self, point: AffineParams, x: Tensor) -> Tensor:
         """``(B,)`` int64 predictions (labels of the data) of ``x`` under ``point``; ``x``
         is not modified."""
+        return self.labels_of(self.logits(x, point))
+
+    def logits(
+        self, x: Tensor, params: AffineParams | AffineBatch, *, canvas_pad: int = 0
+    ) -> Tensor:
+        """The model's ``(B, outputs)`` logits of ``x`` warped by ``params`` (one point for
+        the batch, or one per image), then normalised; ``x`` is not modified.
+
+        ``canvas_pad`` warps on a canvas padded by that many pixels on every side (with
+        the fill) and crops the centre back, as the published CIFAR spatial attack does.
+        """
+        identity = isinstance(params, AffineParams) and params.is_identity
         fresh = False
-        if not point.is_identity:
+        if not identity:
+            h, w = x.shape[-2:]
+            canvas = x
+            if canvas_pad:
+                p = canvas_pad
+                canvas = F.pad(x, (p, p, p, p))
+                if self.fill is not None:  # the constant fill, per channel
+                    inside = F.pad(torch.ones_like(x[:1, :1]), (p, p, p, p))
+                    fill = torch.tensor(self.fill, dtype=x.dtype, device=x.device)
+                    canvas = canvas + (1 - inside) * fill.view(1, -1, 1, 1)
             x = warp(
-                x,
-                point,
+                canvas,
+                params,
                 interpolation=self.options.interpolation,
                 padding=self.padding,
                 fill=self.fill,
             )
+            if canvas_pad:
+                x = x[..., canvas_pad : canvas_pad + h, canvas_pad : canvas_pad + w]
             fresh = True
         if self.mean is not None:
             x = x.sub_(self.mean) if fresh else x - self.mean
@@ -202,10 +226,23 @@ class _Runner:
         logits = self.model(x)
         if not self.checked:
             self._check_logits(logits, x.shape[0])
+        return logits
+
+    def labels_of(self, logits: Tensor) -> Tensor:
+        """``(B,)`` predicted labels of the data: the argmax over all outputs, mapped to
+        the dataset's classes with a class map."""
         predicted = logits.argmax(dim=1)
         if self.output_map is not None:
             predicted = self.output_map[predicted]
         return predicted
+
+    def output_of(self, labels: Tensor) -> Tensor:
+        """The model output of each label (for a loss): the label itself, or its class-map
+        output."""
+        if self.output_index is None:
+            return labels
+        table = torch.tensor(self.output_index, dtype=torch.int64, device=labels.device)
+        return table[labels]
 
     def _check_logits(self, logits: Any, n: int) -> None:
         if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != n:

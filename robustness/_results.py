@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from geomrobust.robustness._metrics import confusion_matrix, per_class_accuracy, wilson_interval
+from geomrobust.robustness._stability import flip_probability
 from geomrobust.transforms import AffineParams, Sweep
 
 __all__ = [
@@ -108,6 +109,12 @@ class Summary:
             case of the spatial-robustness literature).
         consistency: Fraction of images with the same prediction under every point.
         relative_robustness: ``mean_accuracy / clean_accuracy``; ``None`` if clean is 0.
+        flip_probability: For a sweep that is one ordered sequence
+            (:attr:`geomrobust.transforms.Sweep.is_sequence`), the share of consecutive
+            points at which an image's top-1 prediction changes, averaged over images
+            (Hendrycks & Dietterich); ``None`` for a grid, a cross or one point.
+        flip_share_by_pair: Each consecutive pair's share of changed predictions
+            (``len(points) - 1`` values), or ``None``.
     """
 
     clean_accuracy: float
@@ -117,6 +124,8 @@ class Summary:
     all_points_accuracy: float
     consistency: float
     relative_robustness: float | None
+    flip_probability: float | None = None
+    flip_share_by_pair: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -127,11 +136,16 @@ class Summary:
             "all_points_accuracy": self.all_points_accuracy,
             "consistency": self.consistency,
             "relative_robustness": self.relative_robustness,
+            "flip_probability": self.flip_probability,
+            "flip_share_by_pair": None
+            if self.flip_share_by_pair is None
+            else list(self.flip_share_by_pair),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Summary:
         rel = data["relative_robustness"]
+        fp, shares = data.get("flip_probability"), data.get("flip_share_by_pair")
         return cls(
             clean_accuracy=float(data["clean_accuracy"]),
             mean_accuracy=float(data["mean_accuracy"]),
@@ -140,6 +154,8 @@ class Summary:
             all_points_accuracy=float(data["all_points_accuracy"]),
             consistency=float(data["consistency"]),
             relative_robustness=None if rel is None else float(rel),
+            flip_probability=None if fp is None else float(fp),
+            flip_share_by_pair=None if shares is None else tuple(float(v) for v in shares),
         )
 
 
@@ -468,7 +484,11 @@ def summarise(
         consistent = float((predictions.points == predictions.points[:1]).all(axis=0).mean())
     else:
         all_points = consistent = 0.0
+    sequence = sweep.is_sequence if isinstance(sweep, Sweep) else Sweep("-", pts, ()).is_sequence
+    fp, shares = flip_probability(predictions.points) if sequence and n else (None, None)
     summary = Summary(
+        flip_probability=fp,
+        flip_share_by_pair=shares,
         clean_accuracy=clean.accuracy,
         mean_accuracy=mean_acc,
         worst_accuracy=accuracies[worst],

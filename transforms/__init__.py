@@ -29,7 +29,15 @@ from ._options import Interpolation, Padding
 from ._params import AffineBatch, AffineParams
 from ._rng import SeedLike, resolve_seed
 from ._sampling import AffineSampler, IntervalSet, ShiftDistribution, ShiftMode, ShiftUnit
-from ._sweeps import Sweep, SweepPreset, get_sweep, make_sweep, parse_range, parse_shifts
+from ._sweeps import (
+    Sweep,
+    SweepPreset,
+    get_sweep,
+    make_sweep,
+    parse_range,
+    parse_shifts,
+    product_shifts,
+)
 
 __all__ = [
     "AffineBatch",
@@ -52,6 +60,7 @@ __all__ = [
     "make_sweep",
     "parse_range",
     "parse_shifts",
+    "product_shifts",
     "resolve_seed",
     "rotate",
     "scale",

@@ -23,6 +23,7 @@ __all__ = [
     "make_sweep",
     "parse_range",
     "parse_shifts",
+    "product_shifts",
 ]
 
 MAX_POINTS = 100_000
@@ -80,6 +81,32 @@ class Sweep:
 
     def __iter__(self) -> Iterator[AffineParams]:
         return iter(self.points)
+
+    @property
+    def is_sequence(self) -> bool:
+        """Whether the points are one ordered sequence: they lie on one line in
+        ``(scale, angle_deg, shift_x, shift_y)`` (one parameter varies, or several in
+        proportion, as a diagonal shift), so consecutive points are neighbours. A product
+        grid or a cross of x and y shifts is not; a single point is not."""
+        if len(self.points) < 2:
+            return False
+        coords = [(p.scale, p.angle_deg, *p.shift_px) for p in self.points]
+        base = coords[0]
+        direction = None
+        for c in coords[1:]:
+            d = tuple(a - b for a, b in zip(c, base, strict=True))
+            if not any(d):
+                continue
+            if direction is None:
+                direction = d
+                continue
+            # collinear iff every 2×2 minor of (direction, d) vanishes
+            for i in range(4):
+                for j in range(i + 1, 4):
+                    cross = direction[i] * d[j] - direction[j] * d[i]
+                    if abs(cross) > 1e-9 * (1 + max(map(abs, direction + d))) ** 2:
+                        return False
+        return direction is not None
 
     @property
     def identity_index(self) -> int | None:
@@ -198,6 +225,14 @@ def make_sweep(
         if len(set(map(_hashable, values))) > 1
     )
     return Sweep(name, points, axes)
+
+
+def product_shifts(
+    shifts_x: Sequence[float] = (0.0,), shifts_y: Sequence[float] = (0.0,)
+) -> tuple[tuple[float, float], ...]:
+    """The shifts ``x × y`` in pixels, x varying slowest: with :func:`make_sweep`, the full
+    product grid is ordered scales, angles, x shifts, y shifts (outermost first)."""
+    return tuple((float(x), float(y)) for x in shifts_x for y in shifts_y)
 
 
 def _hashable(value):

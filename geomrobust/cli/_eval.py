@@ -49,6 +49,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scales", help="custom scales, 'start:stop:step' or 'a,b,c'")
     p.add_argument("--angles", help="custom angles in degrees, 'start:stop:step' or 'a,b,c'")
     p.add_argument("--shifts", help="custom shifts in px: '-4:4:2' (x and y cross) or 'x,y;x,y'")
+    p.add_argument(
+        "--shifts-x",
+        metavar="RANGE",
+        help="x shifts in px, 'start:stop:step' or 'a,b,c'; with --shifts-y, --angles and "
+        "--scales the full product grid, ordered scales, angles, x, y (outermost first)",
+    )
+    p.add_argument("--shifts-y", metavar="RANGE", help="y shifts in px (y down), as --shifts-x")
     p.add_argument("--interpolation", default="bilinear", choices=["bilinear", "nearest"])
     p.add_argument(
         "--fill",

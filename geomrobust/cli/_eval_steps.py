@@ -36,24 +36,48 @@ def already_complete(out: Path, *, resume: bool, partial: Path | None = None) ->
     return True
 
 
-def _sweep(args: argparse.Namespace):
-    from geomrobust.transforms import get_sweep, make_sweep, parse_range, parse_shifts
+_GRID_FLAGS = ("scales", "angles", "shifts", "shifts_x", "shifts_y")
 
-    custom = any(getattr(args, k) for k in ("scales", "angles", "shifts"))
+
+def _sweep(args: argparse.Namespace):
+    from geomrobust.transforms import (
+        get_sweep,
+        make_sweep,
+        parse_range,
+        parse_shifts,
+        product_shifts,
+    )
+
+    custom = any(getattr(args, k, None) for k in _GRID_FLAGS)
     if args.sweep and custom:
-        raise UsageError("pass either --sweep or --scales/--angles/--shifts, not both")
+        raise UsageError("pass either --sweep or --scales/--angles/--shifts(-x/-y), not both")
     if not args.sweep and not custom:
         raise UsageError(
-            "pass --sweep S (scale, rotation, translation, scale-rotation) or a custom grid "
-            "with --scales/--angles/--shifts"
+            "pass --sweep S (scale, rotation, translation, scale-rotation, ...) or a custom "
+            "grid with --scales/--angles/--shifts or --shifts-x/--shifts-y"
+        )
+    xs, ys = getattr(args, "shifts_x", None), getattr(args, "shifts_y", None)
+    if args.shifts and (xs or ys):
+        raise UsageError(
+            "pass either --shifts (a cross, or x,y pairs) or --shifts-x/--shifts-y (their "
+            "product grid), not both"
         )
     try:
         if args.sweep:
             return get_sweep(args.sweep)
+        if xs or ys:
+            shifts = product_shifts(
+                parse_range(xs, name="--shifts-x") if xs else (0.0,),
+                parse_range(ys, name="--shifts-y") if ys else (0.0,),
+            )
+        elif args.shifts:
+            shifts = parse_shifts(args.shifts, name="--shifts")
+        else:
+            shifts = ((0.0, 0.0),)
         return make_sweep(
             scales=parse_range(args.scales, name="--scales") if args.scales else (1.0,),
             angles=parse_range(args.angles, name="--angles") if args.angles else (0.0,),
-            shifts=parse_shifts(args.shifts, name="--shifts") if args.shifts else ((0.0, 0.0),),
+            shifts=shifts,
         )
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None

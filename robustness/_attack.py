@@ -1,0 +1,319 @@
+"""The spatial attack of Engstrom et al. (2019), per image: random, worst-of-k and grid.
+
+For each image, inside the box of :class:`AttackConfig`:
+
+* ``random``: one uniform draw; the image counts as correct if it is classified correctly
+  under it;
+* ``worst-of-k``: ``k`` uniform draws; the image is judged by the draw with the highest
+  cross-entropy loss (the first on ties), as in the paper;
+* ``grid``: every point of the grid; correct only if correct at every point;
+* pair consistency (Zhang 2019): whether the top-1 predictions under two independent draws
+  agree.
+
+The work is image blocks, each computed with all its outcomes at once, so one process,
+resumed runs and the ranks of a torchrun launch give the same per-image outcomes; an
+:class:`AttackPlan` offers the interface of :class:`~geomrobust.robustness._engine.EvalPlan`
+that the rank jobs use.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from geomrobust.robustness._attack_config import (
+    FIRST_WORST_DRAW,
+    PAIR_DRAW,
+    RANDOM_DRAW,
+    AttackConfig,
+    as_batch,
+)
+from geomrobust.robustness._attack_result import OUTCOMES, AttackResult, attack_result
+from geomrobust.robustness._engine import (
+    STREAM_BLOCK_BATCHES,
+    EvalData,
+    Shard,
+    ShardResult,
+    _check_inputs,
+    _default_record,
+    _Runner,
+    merge_shards,
+    plan_shards,
+    weights_digest,
+)
+from geomrobust.robustness._eval_errors import EvalInputError
+from geomrobust.robustness._eval_options import EvalOptions
+from geomrobust.robustness._io import PartialStore
+from geomrobust.robustness._results import DataRecord, ModelRecord
+from geomrobust.robustness._runtime import versions
+from geomrobust.transforms import AffineParams
+from geomrobust.transforms.datasets import FolderDataset
+
+__all__ = ["AttackPlan", "attack"]
+
+log = logging.getLogger("geomrobust.eval")
+
+
+class AttackPlan:
+    """One attack, checked and ready to run image block by image block.
+
+    Args:
+        model, data, options, device, record, assumptions: As for
+            :func:`~geomrobust.robustness.evaluate`.
+        config: The box, draws and grid.
+    """
+
+    image_major = True  # a block's outcomes are computed together
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: EvalData,
+        config: AttackConfig,
+        *,
+        options: EvalOptions | None = None,
+        device: torch.device | str | None = None,
+        record: ModelRecord | None = None,
+        assumptions: Sequence[str] = (),
+    ) -> None:
+        _check_inputs(model, data)
+        if not isinstance(config, AttackConfig):
+            raise EvalInputError(f"config must be an AttackConfig; got {type(config).__name__}")
+        options = options or EvalOptions()
+        self.model, self.data, self.config, self.options = model, data, config, options
+        self.runner = _Runner(model, data, options, device)
+        self.rows = OUTCOMES
+        self.label = f"attack {config.preset or 'custom'}"
+        self.record = record or _default_record(model, options, data.num_classes)
+        self.assumptions = tuple(assumptions)
+        self.transform = options.transform_record()
+        self.preprocess = options.preprocess.to_dict()
+        self.data_record = DataRecord(
+            data.name,
+            data.split,
+            len(data),
+            data.fingerprint.to_dict(),
+            max_images=getattr(data, "max_images", None),
+            folder=data.data_record() if isinstance(data, FolderDataset) else None,
+        )
+        self.labels = data.labels.numpy().astype(np.int64, copy=False)
+        self.size: tuple[int, int] | None = None  # (H, W) seen by the model
+
+    @property
+    def n_images(self) -> int:
+        return len(self.data)
+
+    def shards(self) -> tuple[Shard, ...]:
+        """Blocks of :data:`STREAM_BLOCK_BATCHES` batches, all outcomes each."""
+        n = self.n_images
+        per = min(n, STREAM_BLOCK_BATCHES * self.options.batch_size)
+        return plan_shards(len(self.rows), n, images_per_shard=per, image_major=True)
+
+    def partial_key(self) -> dict[str, Any]:
+        return {
+            "attack": self.config.to_dict(),
+            "weights_sha256": weights_digest(self.model),
+            "checkpoint_sha256": self.record.checkpoint_sha256,
+            "normalisation": [self.options.mean, self.options.std],
+            "data": self.data_record.to_dict(),
+            "transform": self.transform.to_dict(),
+            "preprocess": self.preprocess,
+        }
+
+    def run(
+        self,
+        shards: Iterable[Shard],
+        *,
+        store: PartialStore | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[list[ShardResult], int]:
+        """The outcomes of each shard, from ``store`` where every outcome of its block is
+        saved, else computed (a block at a time, each image decoded once) and saved.
+
+        Returns:
+            The shard results in the order given, and how many were computed.
+        """
+        shards = list(shards)
+        blocks: dict[tuple[int, int], list[int]] = {}
+        for i, s in enumerate(shards):
+            blocks.setdefault((s.start, s.stop), []).append(i)
+        found: dict[tuple[int, int], np.ndarray] = {}
+        pending = []
+        for start, stop in blocks:
+            saved = [None if store is None else store.lookup(r, start, stop) for r in range(6)]
+            if all(v is not None for v in saved):
+                found[(start, stop)] = np.stack(saved)
+                if progress is not None:
+                    progress(stop - start)
+            else:
+                pending.append((start, stop))
+        with torch.inference_mode():
+            for (start, stop), outcomes in self._compute(pending, progress):
+                found[(start, stop)] = outcomes
+                if store is not None:
+                    for r in range(len(self.rows)):
+                        store.save_piece(r, start, stop, outcomes[r])
+        computed = sum(len(blocks[b]) for b in pending)
+        results = []
+        for s in shards:
+            pred = found[(s.start, s.stop)][s.row]
+            results.append(ShardResult(s, pred, 0, np.zeros((0, 0), dtype=np.int64)))
+        return results, computed
+
+    def _compute(self, blocks: list[tuple[int, int]], progress):
+        """``((start, stop), (6, stop - start) outcomes)`` of each block, in order."""
+        if not blocks:
+            return
+        current = 0
+        out = np.full((len(self.rows), blocks[0][1] - blocks[0][0]), -1, dtype=np.int64)
+        for batch in self.runner.batches(blocks):
+            while batch.start >= blocks[current][1]:
+                yield blocks[current], out
+                current += 1
+                start, stop = blocks[current]
+                out = np.full((len(self.rows), stop - start), -1, dtype=np.int64)
+            lo = batch.start - blocks[current][0]
+            if batch.images is not None:
+                x = self.runner.to_device(batch)
+                labels = self.data.labels[batch.start : batch.stop].to(x.device)
+                for a, b in self.runner.pieces(x):
+                    idx = np.arange(batch.start + a, batch.start + b, dtype=np.int64)
+                    values = self._outcomes(x[a:b], labels[a:b], idx)
+                    out[:, lo + a : lo + b] = values
+                if batch.ok is not None:
+                    out[0, lo : lo + batch.stop - batch.start][~batch.ok.numpy()] = -1
+            if progress is not None:
+                progress(batch.stop - batch.start)
+        yield blocks[current], out
+
+    def _outcomes(self, x: torch.Tensor, labels: torch.Tensor, idx: np.ndarray) -> np.ndarray:
+        """``(6, B)``: predictions clean, random, pair, at the worst draw; the worst draw's
+        number; the first failing grid point (-1: none)."""
+        cfg, run = self.config, self.runner
+        h, w = x.shape[-2:]
+        self.size = (int(h), int(w))
+        pad = cfg.canvas_pad
+
+        def predict(params) -> torch.Tensor:
+            return run.labels_of(run.logits(x, params, canvas_pad=pad))
+
+        clean = run.labels_of(run.logits(x, AffineParams()))
+        random = predict(as_batch(cfg.draws(idx, RANDOM_DRAW, h, w), x))
+        pair = predict(as_batch(cfg.draws(idx, PAIR_DRAW, h, w), x))
+        targets = run.output_of(labels)
+        best_loss = torch.full((x.shape[0],), -torch.inf, device=x.device)
+        best_pred = torch.zeros_like(labels)
+        best_draw = torch.zeros_like(labels)
+        for j in range(cfg.k):
+            params = as_batch(cfg.draws(idx, FIRST_WORST_DRAW + j, h, w), x)
+            logits = run.logits(x, params, canvas_pad=pad)
+            loss = F.cross_entropy(logits.float(), targets, reduction="none")
+            better = loss > best_loss
+            best_loss = torch.where(better, loss, best_loss)
+            best_pred = torch.where(better, run.labels_of(logits), best_pred)
+            best_draw = torch.where(better, torch.full_like(best_draw, j), best_draw)
+        first_fail = torch.full_like(labels, -1)
+        active = torch.arange(x.shape[0], device=x.device)  # images with no failure yet
+        xa, la = x, labels
+        for g, point in enumerate(cfg.grid_points(h, w)):
+            wrong = run.labels_of(run.logits(xa, point, canvas_pad=pad)) != la
+            if bool(wrong.any()):  # later points are only run on the images still correct
+                first_fail[active[wrong]] = g
+                keep = ~wrong
+                active, xa, la = active[keep], xa[keep], la[keep]
+                if active.numel() == 0:
+                    break
+        rows = (clean, random, pair, best_pred, best_draw, first_fail)
+        return torch.stack([r.to(torch.int64) for r in rows]).cpu().numpy()
+
+    def run_record(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "device": str(self.runner.device),
+            "dtype": str(self.runner.dtype).removeprefix("torch."),
+            "batch_size": self.options.batch_size,
+            "threads": torch.get_num_threads(),
+            **extra,
+        }
+
+    def result(self, outcomes: np.ndarray, *, run: Mapping[str, Any]) -> AttackResult:
+        """The result from ``(6, N)`` outcomes (:func:`merge_shards`)."""
+        size = self.size or _image_size(self.data, self.options)
+        return attack_result(
+            outcomes,
+            labels=self.labels,
+            files=getattr(self.data, "files", None),
+            config=self.config,
+            size=size,
+            model=self.record,
+            data=self.data_record,
+            transform=self.transform,
+            preprocess=self.preprocess,
+            versions=versions(),
+            assumptions=self.assumptions,
+            run=run,
+        )
+
+
+def _image_size(data: EvalData, options: EvalOptions) -> tuple[int, int]:
+    """``(H, W)`` the model sees, when no batch was computed here (all resumed)."""
+    pre = options.preprocess
+    if isinstance(data, FolderDataset):
+        if pre.crop is not None:
+            return pre.crop
+        first = data.decode([0], preprocess=pre)
+        return int(first.shape[-2]), int(first.shape[-1])
+    return pre.output_size(*data.images.shape[-2:])
+
+
+def attack(
+    model: nn.Module,
+    data: EvalData,
+    config: AttackConfig,
+    *,
+    options: EvalOptions | None = None,
+    device: torch.device | str | None = None,
+    record: ModelRecord | None = None,
+    assumptions: Sequence[str] = (),
+    partial: str | Path | None = None,
+    resume: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> AttackResult:
+    """Attack every image of ``data`` (see the module docstring).
+
+    Args:
+        model: A classifier in eval mode; not moved.
+        data: An ``ImageDataset`` or ``FolderDataset``.
+        config: The box, ``k``, grid, canvas padding and seed (:func:`attack_preset`).
+        options: Normalisation, interpolation, fill, batch size, preprocessing, workers.
+        device, record, assumptions, partial, resume, progress: As for
+            :func:`~geomrobust.robustness.evaluate` (``progress`` counts images).
+
+    Returns:
+        An :class:`AttackResult`.
+    """
+    plan = AttackPlan(
+        model, data, config, options=options, device=device, record=record, assumptions=assumptions
+    )
+    store = None
+    if partial is not None:
+        store = PartialStore(partial, plan.partial_key(), plan.n_images)
+        store.start(resume=resume)
+    started = time.perf_counter()
+    shards = plan.shards()
+    results, computed = plan.run(shards, store=store, progress=progress)
+    outcomes = merge_shards(results, n_rows=len(plan.rows), n_images=plan.n_images)
+    run = plan.run_record(
+        shards=len(shards),
+        shards_computed=computed,
+        shards_resumed=len(shards) - computed,
+        elapsed_s=round(time.perf_counter() - started, 3),
+    )
+    return plan.result(outcomes, run=run)
