@@ -458,6 +458,8 @@ class EvalPlan:
         self.model, self.data, self.options = model, data, options
         self.runner = _Runner(model, data, options, device)
         self.rows, self.clean_row = work_rows(self.sweep)
+        self.label = f"eval {self.sweep.name}"
+        self.image_major = data.streamed
         self.record = record or _default_record(model, options, data.num_classes)
         self.assumptions = tuple(assumptions)
         self.transform = options.transform_record()

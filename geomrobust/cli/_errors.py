@@ -70,6 +70,10 @@ _PARAMETERS_AS_FLAGS = (
     (r"\bgrey=True\b", "--grey"),
     (r"\bcrop=\(H, W\) \(and resize=N\)", "--crop H,W (and --resize N)"),
     (r"\(resize >= (\d+)\)", r"(--resize >= \1)"),
+    (r"\bmax_angle_deg\b", "--max-angle-deg"),
+    (r"\bmax_shift_px\b", "--max-shift-px"),
+    (r"\bcanvas_pad must", "--canvas-pad must"),
+    (r"^k must be", "--k must be"),
 )
 
 

@@ -15,6 +15,7 @@ from geomrobust.cli._options import floats
 __all__ = [
     "already_complete",
     "eval_inputs",
+    "image_inputs",
     "pairs_inputs",
     "partial_path",
     "write_eval",
@@ -85,10 +86,16 @@ def _sweep(args: argparse.Namespace):
 
 def eval_inputs(args: argparse.Namespace, *, device: str | None = None):
     """The checked inputs of ``eval``: ``(sweep, data, loaded, device, options)``."""
+    sweep = _sweep(args)
+    return (sweep, *image_inputs(args, device=device))
+
+
+def image_inputs(args: argparse.Namespace, *, device: str | None = None):
+    """The model, data and options of a command on images (``eval``, ``attack``):
+    ``(data, loaded, device, options)``."""
     from geomrobust.robustness import EvalOptions
     from geomrobust.transforms.datasets import default_workers
 
-    sweep = _sweep(args)
     if args.fill is not None and args.fill.strip().lower() != "mean":
         fill = floats(args.fill, "--fill")
     else:
@@ -114,7 +121,7 @@ def eval_inputs(args: argparse.Namespace, *, device: str | None = None):
         preprocess=preprocess,
         workers=workers,
     )
-    return sweep, data, loaded, device, options
+    return data, loaded, device, options
 
 
 def partial_path(out: Path) -> Path:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from geomrobust import __version__
 from geomrobust.cli import (
+    _attack,
     _compare,
     _demo,
     _errors,
@@ -32,6 +33,7 @@ _COMMANDS = (
     _demo,
     _eval,
     _eval_pairs,
+    _attack,
     _compare,
     _make_dataset,
     _models,

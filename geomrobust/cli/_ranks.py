@@ -49,7 +49,7 @@ from geomrobust.robustness._distributed import (
     timeout_s,
 )
 
-__all__ = ["run_sharded_eval", "run_sharded_pairs"]
+__all__ = ["run_sharded_attack", "run_sharded_eval", "run_sharded_pairs"]
 
 log = logging.getLogger("geomrobust")
 
@@ -147,8 +147,34 @@ def _complete(group: ProcessGroup, out: Path, *, resume: bool, partial: Path | N
     return any(group.all_gather(done, "checking for a finished result"))
 
 
+def _eval_plan(args: argparse.Namespace, device):
+    from geomrobust.robustness._engine import EvalPlan
+
+    sweep, data, loaded, device, options = eval_inputs(args, device=device)
+    return EvalPlan(
+        loaded.model,
+        data,
+        sweep,
+        options=options,
+        device=device,
+        record=loaded.record,
+        assumptions=loaded.assumptions,
+    )
+
+
 def _eval_job(args: argparse.Namespace, launch: Launch, group: ProcessGroup) -> int:
-    from geomrobust.robustness._engine import EvalPlan, merge_shards
+    return _sharded_job(args, launch, group, _eval_plan, write_eval)
+
+
+def run_sharded_attack(args: argparse.Namespace, launch: Launch, make_plan, write) -> int:
+    """``geomrobust attack`` on this rank of a ``torchrun`` launch: the eval job's sharding,
+    with the attack's plan (image blocks, all outcomes each) and writer."""
+    return _run(args, launch, lambda group: _sharded_job(args, launch, group, make_plan, write))
+
+
+def _sharded_job(args, launch: Launch, group: ProcessGroup, make_plan, write_result) -> int:
+    """The rank job of a sharded plan (an ``EvalPlan`` or an ``AttackPlan``)."""
+    from geomrobust.robustness._engine import merge_shards
     from geomrobust.robustness._io import PartialStore
 
     out: Path = args.out
@@ -157,23 +183,14 @@ def _eval_job(args: argparse.Namespace, launch: Launch, group: ProcessGroup) -> 
     if _complete(group, out, resume=args.resume, partial=partial):
         return 0
 
-    def setup() -> EvalPlan:
+    def setup():
         if launch.is_main:
             check_out(out, args.force)
-        sweep, data, loaded, device, options = eval_inputs(args, device=group.device)
-        return EvalPlan(
-            loaded.model,
-            data,
-            sweep,
-            options=options,
-            device=device,
-            record=loaded.record,
-            assumptions=loaded.assumptions,
-        )
+        return make_plan(args, group.device)
 
     plan = group.step("reading the checkpoint and data", setup)
     n = plan.n_images
-    streamed = plan.data.streamed
+    streamed = getattr(plan, "image_major", plan.data.streamed)
     shards = distributed_shards(
         len(plan.rows), n, world_size=world, batch_size=plan.options.batch_size, streamed=streamed
     )
@@ -205,7 +222,7 @@ def _eval_job(args: argparse.Namespace, launch: Launch, group: ProcessGroup) -> 
     started = time.perf_counter()
 
     def compute():
-        desc = f"eval {plan.sweep.name} (rank 0 of {world})"
+        desc = f"{plan.label} (rank 0 of {world})"
         with progress_bar(args.progress and launch.is_main, total, desc) as bar:
             return plan.run(mine, store=store, progress=bar.update)
 
@@ -237,7 +254,7 @@ def _eval_job(args: argparse.Namespace, launch: Launch, group: ProcessGroup) -> 
             shards_computed=sum(c for _, c, _ in gathered),
             shards_resumed=len(keeper),
         )
-        write_eval(plan.result(merged, run=run), out)
+        write_result(plan.result(merged, run=run), out)
 
     group.step("writing the result", write)
     if launch.local_rank == 0:

@@ -62,6 +62,12 @@ from geomrobust.models import CheckpointError
             "pass --crop H,W (and --resize N) so that",
         ),
         ("a larger resize (resize >= 224)", "a larger resize (--resize >= 224)"),
+        (
+            "the attack's box is empty (max_angle_deg=0 and no shift): give max_shift_px > 0",
+            "the attack's box is empty (--max-angle-deg=0 and no shift): give --max-shift-px > 0",
+        ),
+        ("k must be an int >= 1; got 0", "--k must be an int >= 1; got 0"),
+        ("canvas_pad must be an int >= 0", "--canvas-pad must be an int >= 0"),
         ("the model's output (out of range)", "the model's output (out of range)"),  # untouched
     ],
 )
