@@ -198,6 +198,22 @@ def test_two_ranks_on_an_image_folder_give_the_single_process_result(hook, tmp_p
 
 
 @needs_gloo
+def test_an_attack_on_two_ranks_gives_the_single_process_result(hook, tmp_path, monkeypatch):
+    def args(out: Path) -> list[str]:
+        plain = _eval_args(hook, out, "--max-images", "100", "--batch-size", "16")
+        return ["attack", *plain[1:], "--grid", "5,3,3", "--k", "3", "--seed", "4"]
+
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    _single(args(one), hook, monkeypatch)
+    proc = _torchrun(*args(two), hook=hook)
+    assert proc.returncode == 0, proc.stderr
+    run = _assert_same_result(one, two)
+    assert run["world_size"] == 2
+    assert run["shards"] == 7 * 6  # 7 blocks of 16 images (8 wanted) × 6 outcomes
+    assert json.loads(two.read_text())["schema"] == "geomrobust.attack/1"
+
+
+@needs_gloo
 def test_eval_pairs_two_ranks_give_the_single_process_result(hook, tmp_path, monkeypatch):
     def args(out: Path) -> list[str]:
         return [

@@ -31,6 +31,7 @@ class ImageDataset:
         labels: ``(N,)`` int64 tensor, values in ``[0, len(classes))``.
         classes: Class names, indexed by label.
         fingerprint: What was read; store it with every result.
+        max_images: The ``n`` of :meth:`head` this split was cut to, or ``None``.
     """
 
     name: str
@@ -39,6 +40,7 @@ class ImageDataset:
     labels: Tensor
     classes: tuple[str, ...]
     fingerprint: DataFingerprint
+    max_images: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.images, Tensor) or self.images.dtype != torch.float32:
@@ -142,7 +144,7 @@ class ImageDataset:
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be an int >= 0; got {n!r}")
-        n = min(n, len(self))
+        requested, n = n, min(n, len(self))
         images, labels = self.images[:n].contiguous(), self.labels[:n].clone()
         fingerprint = DataFingerprint(
             dataset=self.name,
@@ -151,7 +153,9 @@ class ImageDataset:
             images_sha256=array_sha256((images.numpy() * 255).round().astype(np.uint8)),
             labels_sha256=array_sha256(labels.numpy()),
         )
-        return ImageDataset(self.name, self.split, images, labels, self.classes, fingerprint)
+        return ImageDataset(
+            self.name, self.split, images, labels, self.classes, fingerprint, max_images=requested
+        )
 
 
 def make_dataset(
