@@ -39,12 +39,25 @@ class SweepPreset(StrEnum):
     * ``translation``: shifts of -6 to 6 px in steps of 2 along x, and the same along y
       (13 points, the identity once).
     * ``scale-rotation``: the product grid of ``scale`` and ``rotation`` (275 points).
+    * ``cifar-p-rotate``, ``cifar-p-scale``, ``cifar-p-translate``: the frames of the
+      geometric sequences of CIFAR-10-P (Hendrycks & Dietterich 2019,
+      ``hendrycks/robustness`` ``ImageNet-P/create_p/make_cifar_p.py``), in this suite's
+      convention: angles 15° down to -15° in steps of 1° (31 frames; torchvision turns
+      positive angles clockwise), scales 0.70 to 1.30 in steps of 0.02 (31), x shifts -7
+      to 8 px (16). Their flip probability is the published FP (``docs/PROTOCOLS.md``).
+    * ``diagonal-shift-1px``: the identity and a shift of the content by one pixel up and
+      left, the pair of Azulay & Weiss (2019); its flip probability is their
+      P(top-1 change).
     """
 
     SCALE = "scale"
     ROTATION = "rotation"
     TRANSLATION = "translation"
     SCALE_ROTATION = "scale-rotation"
+    CIFAR_P_ROTATE = "cifar-p-rotate"
+    CIFAR_P_SCALE = "cifar-p-scale"
+    CIFAR_P_TRANSLATE = "cifar-p-translate"
+    DIAGONAL_SHIFT_1PX = "diagonal-shift-1px"
 
 
 @dataclass(frozen=True)
@@ -248,6 +261,14 @@ def get_sweep(name: SweepPreset | str) -> Sweep:
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"unknown sweep {name!r}; valid sweeps: {choices}.{hint}")
         name = SweepPreset(name)
+    if name is SweepPreset.CIFAR_P_ROTATE:
+        return make_sweep(angles=parse_range("15:-15:-1"), name=name.value)
+    if name is SweepPreset.CIFAR_P_SCALE:
+        return make_sweep(scales=parse_range("0.7:1.3:0.02"), name=name.value)
+    if name is SweepPreset.CIFAR_P_TRANSLATE:
+        return make_sweep(shifts=product_shifts(parse_range("-7:8:1")), name=name.value)
+    if name is SweepPreset.DIAGONAL_SHIFT_1PX:
+        return make_sweep(shifts=((0.0, 0.0), (-1.0, -1.0)), name=name.value)
     scales = parse_range("0.5:1.5:0.1")
     angles = parse_range("-180:180:15")
     if name is SweepPreset.SCALE:

@@ -45,7 +45,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_model_args(p)
     add_data_args(p, folders=True)
-    p.add_argument("--sweep", help="preset: scale, rotation, translation, scale-rotation")
+    p.add_argument(
+        "--sweep",
+        help="preset: scale, rotation, translation, scale-rotation; the CIFAR-10-P sequences "
+        "cifar-p-rotate, cifar-p-scale, cifar-p-translate; diagonal-shift-1px (Azulay & "
+        "Weiss); see docs/PROTOCOLS.md. A sweep that is one ordered sequence also gets its "
+        "flip probability",
+    )
     p.add_argument("--scales", help="custom scales, 'start:stop:step' or 'a,b,c'")
     p.add_argument("--angles", help="custom angles in degrees, 'start:stop:step' or 'a,b,c'")
     p.add_argument("--shifts", help="custom shifts in px: '-4:4:2' (x and y cross) or 'x,y;x,y'")

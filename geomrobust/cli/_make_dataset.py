@@ -41,7 +41,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", help="source dataset (digits, mnist, fashion-mnist, cifar10)")
     p.add_argument("--data-root", type=Path, help="folder with the dataset's files")
     p.add_argument("--split", default="test", help="split to transform (default: test)")
-    p.add_argument("--sweep", help="sweep preset: scale, rotation, translation, scale-rotation")
+    p.add_argument(
+        "--sweep",
+        help="sweep preset: scale, rotation, translation, scale-rotation, cifar-p-rotate, "
+        "cifar-p-scale, cifar-p-translate, diagonal-shift-1px",
+    )
     p.add_argument("--scales", help="custom scales, 'start:stop:step' or 'a,b,c'")
     p.add_argument(
         "--angles",

@@ -58,7 +58,8 @@ def test_unknown_preset_lists_choices_and_suggests():
     with pytest.raises(
         ValueError,
         match=r"unknown sweep 'rotaton'; valid sweeps: \['scale', "
-        r"'rotation', 'translation', 'scale-rotation'\]. Did you mean 'rotation'",
+        r"'rotation', 'translation', 'scale-rotation', 'cifar-p-rotate', 'cifar-p-scale', "
+        r"'cifar-p-translate', 'diagonal-shift-1px'\]. Did you mean 'rotation'",
     ):
         get_sweep("rotaton")
 
@@ -128,3 +129,17 @@ def test_sweep_round_trip_and_validation():
         Sweep("empty", (), ())
     with pytest.raises(ValueError, match=r"unknown sweep axes \['zoom'\]"):
         Sweep("x", (AffineParams(),), ("zoom",))
+
+
+def test_sequence_presets_of_the_literature():
+    rotate = get_sweep("cifar-p-rotate")
+    assert [p.angle_deg for p in rotate.points] == [float(15 - i) for i in range(31)]
+    scale = get_sweep("cifar-p-scale")
+    assert [p.scale for p in scale.points] == [(2 * i + 70) / 100 for i in range(31)]
+    translate = get_sweep("cifar-p-translate")
+    assert [p.shift_px for p in translate.points] == [(float(i - 7), 0.0) for i in range(16)]
+    diagonal = get_sweep("diagonal-shift-1px")
+    assert [p.shift_px for p in diagonal.points] == [(0.0, 0.0), (-1.0, -1.0)]
+    for sweep in (rotate, scale, translate, diagonal):
+        assert sweep.is_sequence
+    assert not get_sweep("translation").is_sequence  # a cross of x and y shifts
