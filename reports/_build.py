@@ -12,9 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from geomrobust.reports._document import FigureRecord, GroupSection, PairSection, ReportDocument
+from geomrobust.reports._attack import AttackGroup, attack_table, group_attacks
+from geomrobust.reports._document import (
+    AttackSection,
+    FigureRecord,
+    GroupSection,
+    PairSection,
+    ReportDocument,
+)
+from geomrobust.reports._flips import flip_table
 from geomrobust.reports._html import render_html
-from geomrobust.reports._inputs import EvalEntry, Group, ReportError, group_results, load_inputs
+from geomrobust.reports._inputs import EvalEntry, Group, ReportError, group_results, read_inputs
 from geomrobust.reports._markdown import render_markdown
 from geomrobust.reports._tables import model_table, pair_table, summary_csv, summary_rows
 
@@ -314,11 +322,13 @@ def build_report(
     force: bool = False,
     progress: bool = True,
     extra_data: Sequence[Any] = (),
+    baseline: str | None = None,
 ) -> ReportFiles:
     """Write a report comparing the given results side by side.
 
     Args:
-        paths: ``geomrobust.eval/1`` and ``geomrobust.pairs/1`` result files.
+        paths: ``geomrobust.eval/1``, ``geomrobust.attack/1`` and ``geomrobust.pairs/1``
+            result files.
         out: The report folder (created; an earlier report there needs ``force``).
         data_root: Folder of the datasets, for the example gallery (the embedded
             ``digits`` needs none).
@@ -328,9 +338,13 @@ def build_report(
         progress: Show a progress bar over the figures.
         extra_data: Datasets already in memory (``ImageDataset``), used for the galleries
             when their fingerprint is that of an evaluated split (a subset, say).
+        baseline: The label of a model (as the report shows it) whose flip probabilities
+            normalise everyone's: the flip table then shows the flip rate per sequence and
+            its mean, mFR; without it, raw flip probabilities and their mean.
 
     Raises:
-        ReportError: unreadable or incompatible inputs, or an earlier report in ``out``.
+        ReportError: unreadable or incompatible inputs, an unknown ``baseline`` (the message
+            lists the labels), or an earlier report in ``out``.
     """
     from tqdm import tqdm
 
@@ -341,9 +355,13 @@ def build_report(
         raise ReportError(f"examples must be in 1..32; got {examples}")
     out = Path(out)
     _check_out(out, force)
-    evals, pair_entries, notes = load_inputs(paths)
+    inputs = read_inputs(paths)
+    evals, pair_entries, notes = inputs.evals, inputs.pairs, list(inputs.notes)
     groups = group_results(evals)
-    labels = list(dict.fromkeys([e.label for e in evals] + [p.label for p in pair_entries]))
+    attack_groups = group_attacks(inputs.attacks)
+    flips = flip_table(groups, baseline=baseline)
+    entries = (*evals, *inputs.attacks, *pair_entries)
+    labels = list(dict.fromkeys(e.label for e in entries))
     model_index = {label: i for i, label in enumerate(labels, start=1)}
     colours = model_colours(labels)
     data_cache = _DataCache(Path(data_root) if data_root is not None else None, extra_data)
@@ -353,7 +371,8 @@ def build_report(
     try:
         fig_dir = staging / "figures"
         fig_dir.mkdir()
-        total = _figure_count(groups) + (1 + len(pair_entries) if pair_entries else 0)
+        total = _figure_count(groups) + len(attack_groups)
+        total += 1 + len(pair_entries) if pair_entries else 0
         bar = tqdm(total=total, desc="figures", unit="fig", disable=not progress, leave=False)
         with bar:
             writer = _FigureWriter(fig_dir, bar.update)
@@ -367,14 +386,17 @@ def build_report(
                         flops_of[key] = _flops(e, data_cache.get(e))
                 flops = {e.label: flops_of[(e.label, e.result.data.dataset)] for e in group.entries}
                 sections.append(GroupSection(group, model_table(group, flops), figs))
+            attacks = [_attack_section(g, writer, colours) for g in attack_groups]
             pairs = None
             if pair_entries:
                 pairs = _pair_section(pair_entries, writer, colours, model_index)
         doc = ReportDocument(
             title=title,
-            inputs=[(e.label, str(e.path), e.result.schema) for e in (*evals, *pair_entries)],
+            inputs=[(e.label, str(e.path), e.result.schema) for e in entries],
             groups=sections,
             pairs=pairs,
+            attacks=attacks,
+            flips=flips,
             notes=notes + data_cache.notes,
             versions={
                 "geomrobust": __version__,
@@ -405,6 +427,21 @@ def build_report(
         figures=figures,
         notes=tuple(doc.notes),
     )
+
+
+def _attack_section(group: AttackGroup, writer: _FigureWriter, colours) -> AttackSection:
+    from geomrobust.reports import _figures as F
+
+    figs: list[FigureRecord] = []
+    writer.add(
+        figs,
+        F.attack_accuracy([(e.label, e.result) for e in group.entries], colours=colours),
+        f"{group.slug}-accuracy",
+        "Accuracy under the attack",
+        "Accuracy (%) of each model on the clean images, under one random transform, the "
+        "worst of k and the whole grid, with 95 % Wilson intervals as error bars.",
+    )
+    return AttackSection(group, attack_table(group), figs)
 
 
 def _pair_section(entries, writer: _FigureWriter, colours, model_index) -> PairSection:

@@ -6,18 +6,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from geomrobust.reports._attack import AttackGroup
+from geomrobust.reports._flips import FlipTable
 from geomrobust.reports._inputs import Group
 from geomrobust.reports._tables import ModelRow
 
 __all__ = [
+    "AttackSection",
     "FigureRecord",
     "GroupSection",
     "PairSection",
     "ReportDocument",
+    "flip_intro",
+    "flip_text",
     "fmt_count",
     "fmt_flops",
     "fmt_pct",
     "fmt_pp",
+    "fmt_ratio",
     "versus_text",
 ]
 
@@ -53,6 +59,13 @@ class PairSection:
 
 
 @dataclass
+class AttackSection:
+    group: AttackGroup
+    rows: list[dict[str, Any]]
+    figures: list[FigureRecord] = field(default_factory=list)
+
+
+@dataclass
 class ReportDocument:
     """Everything the HTML and Markdown renderers show.
 
@@ -63,6 +76,8 @@ class ReportDocument:
         pairs: The pair-classifier section, if any pair results were given.
         notes: What was left out and why.
         versions: Versions of geomrobust, torch and Python that made the report.
+        attacks: One section per attack group.
+        flips: The flip table, if any eval result is on an ordered sequence.
     """
 
     title: str
@@ -71,6 +86,8 @@ class ReportDocument:
     pairs: PairSection | None
     notes: list[str]
     versions: dict[str, str]
+    attacks: list[AttackSection] = field(default_factory=list)
+    flips: FlipTable | None = None
 
 
 def fmt_pct(value: float | None) -> str:
@@ -79,6 +96,31 @@ def fmt_pct(value: float | None) -> str:
 
 def fmt_pp(value: float) -> str:
     return f"{100 * value:+.1f} pp"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def flip_text(table: FlipTable, value: float | None) -> str:
+    """A flip table's cell: a flip probability in percent, or a flip rate as a ratio."""
+    return fmt_pct(value) if table.baseline is None else fmt_ratio(value)
+
+
+def flip_intro(table: FlipTable) -> str:
+    """What the flip table shows (plain text; the renderers escape it)."""
+    text = (
+        "Flip probability (FP): over a sweep that is one ordered sequence, the share of "
+        "consecutive points at which an image's top-1 prediction changes, averaged over images "
+        "(Hendrycks & Dietterich 2019); one column per sequence."
+    )
+    if table.baseline is None:
+        return text + " mean FP is each model's mean over its sequences (lower is steadier)."
+    return (
+        text + f" Each cell is the flip rate FR = FP / FP of {table.baseline} on the same "
+        f"sequence and data; mFR is each model's mean FR over the sequences it shares with "
+        f"{table.baseline} (1 for {table.baseline} itself; below 1 flips less)."
+    )
 
 
 def fmt_count(value: int) -> str:

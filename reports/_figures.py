@@ -12,11 +12,13 @@ Accuracies are in percent, differences in percentage points (pp).
 
 This module gathers the figures; they live in ``_fig_style`` (shared constants, style,
 colours, saving), ``_fig_curves`` (lines and bars), ``_fig_matrices`` (heatmaps and
-confusion matrices) and ``_fig_gallery`` (example images).
+confusion matrices), ``_fig_gallery`` (example images) and ``_fig_attack`` (the spatial
+attack's modes).
 """
 
 from __future__ import annotations
 
+from geomrobust.reports._fig_attack import attack_accuracy
 from geomrobust.reports._fig_curves import accuracy_curve, pair_recall, per_class_drop
 from geomrobust.reports._fig_gallery import gallery
 from geomrobust.reports._fig_matrices import (
@@ -33,6 +35,7 @@ from geomrobust.reports._fig_style import model_colours, save_figure
 
 __all__ = [
     "accuracy_curve",
+    "attack_accuracy",
     "confusion_matrices",
     "gallery",
     "heatmap_difference",

@@ -10,16 +10,21 @@ from __future__ import annotations
 import base64
 from html import escape
 
+from geomrobust.reports._attack import MODE_NAMES
 from geomrobust.reports._document import (
+    AttackSection,
     FigureRecord,
     GroupSection,
     PairSection,
     ReportDocument,
+    flip_intro,
+    flip_text,
     fmt_count,
     fmt_flops,
     fmt_pct,
     versus_text,
 )
+from geomrobust.reports._flips import FlipTable
 
 __all__ = ["render_html"]
 
@@ -137,11 +142,74 @@ def _pairs(section: PairSection, colours: dict[str, str]) -> str:
     )
 
 
+def _flips(table: FlipTable, colours: dict[str, str]) -> str:
+    head = (
+        '<tr><th class="name">model</th>'
+        + "".join(f"<th>{escape(g.title)}</th>" for g in table.sequences)
+        + f"<th>{escape(table.column)}</th></tr>"
+    )
+    body = []
+    for row in table.rows:
+        cls = ' class="reference"' if row.label == table.baseline else ""
+        cells = "".join(f"<td>{flip_text(table, v)}</td>" for v in row.values)
+        body.append(
+            f'<tr{cls}><td class="name">{_swatch(colours.get(row.label))}{escape(row.label)}'
+            f'</td>{cells}<td class="sig">{flip_text(table, row.mean)}</td></tr>'
+        )
+    return (
+        '<section id="flips"><h2>Flips along sequences</h2>'
+        f'<p class="meta">{escape(flip_intro(table))}</p>'
+        f"<table>{head}{''.join(body)}</table></section>"
+    )
+
+
+def _attack(section: AttackSection, colours: dict[str, str]) -> str:
+    g = section.group
+    r = g.first
+    head = (
+        '<tr><th class="name">model</th><th>params</th><th>n</th>'
+        + "".join(f"<th>{escape(name)}</th>" for name in MODE_NAMES.values())
+        + "<th>pair consistency</th></tr>"
+    )
+    body = []
+    for row in section.rows:
+        cells = "".join(
+            f"<td>{fmt_pct(row['accuracy'][m])}<br><span class=meta>"
+            f"[{fmt_pct(row['ci95'][m][0])}, {fmt_pct(row['ci95'][m][1])}]</span></td>"
+            for m in MODE_NAMES
+        )
+        body.append(
+            f'<tr><td class="name">{_swatch(colours.get(row["model"]))}{escape(row["model"])}'
+            f"</td><td>{fmt_count(row['params'])}</td><td>{fmt_count(row['n'])}</td>{cells}"
+            f"<td>{fmt_pct(row['pair_consistency'])}</td></tr>"
+        )
+    meta = (
+        f"{fmt_count(r.data.n)} images of {escape(r.data.dataset)}/{escape(r.data.split)}. "
+        "Accuracy on the clean images, under one random transform in the box, under the "
+        "worst of k random transforms (highest loss) and under every point of the grid (an "
+        "image counts as correct only if no grid point fools the model), each with its 95 % "
+        "Wilson interval; pair consistency is the share of images whose predictions agree "
+        "under two independent random transforms."
+    )
+    figures = "".join(_figure(f) for f in section.figures)
+    return (
+        f'<section id="{escape(g.slug)}"><h2>{escape(g.title)}</h2>'
+        f'<p class="meta">{meta}</p>'
+        f"<table>{head}{''.join(body)}</table>{figures}</section>"
+    )
+
+
 def render_html(doc: ReportDocument, colours: dict[str, str]) -> str:
     """The page as text. ``colours`` maps model labels to CSS colours (``#rrggbb``)."""
     toc = [
         f'<li><a href="#{escape(s.group.slug)}">{escape(s.group.title)}</a></li>'
         for s in doc.groups
+    ]
+    if doc.flips is not None:
+        toc.append('<li><a href="#flips">Flips along sequences</a></li>')
+    toc += [
+        f'<li><a href="#{escape(s.group.slug)}">{escape(s.group.title)}</a></li>'
+        for s in doc.attacks
     ]
     if doc.pairs is not None:
         toc.append('<li><a href="#pairs">Transformation-pair classifiers</a></li>')
@@ -171,6 +239,9 @@ def render_html(doc: ReportDocument, colours: dict[str, str]) -> str:
     if notes:
         parts.append(f"<h3>Left out</h3><ul>{notes}</ul>")
     parts.extend(_group(s, colours) for s in doc.groups)
+    if doc.flips is not None:
+        parts.append(_flips(doc.flips, colours))
+    parts.extend(_attack(s, colours) for s in doc.attacks)
     if doc.pairs is not None:
         parts.append(_pairs(doc.pairs, colours))
     parts.append("</main></body></html>\n")

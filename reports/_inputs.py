@@ -1,9 +1,11 @@
 """What a report is made of: result files, the label of each model, and sweep groups.
 
-A report takes any mix of evaluation results (``geomrobust.eval/1``) and pair-classifier
-results (``geomrobust.pairs/1``). Evaluation results that share data, sweep and transform
-convention form a *group*: one table and one set of figures, models side by side. A model
-keeps one label (and one colour) across every group it appears in.
+A report takes any mix of evaluation results (``geomrobust.eval/1``), attack results
+(``geomrobust.attack/1``) and pair-classifier results (``geomrobust.pairs/1``). Evaluation
+results that share data, sweep and transform convention form a *group*: one table and one set
+of figures, models side by side (attack results are grouped likewise, by data and attack
+settings, in :mod:`geomrobust.reports._attack`). A model keeps one label (and one colour)
+across every group it appears in.
 """
 
 from __future__ import annotations
@@ -15,17 +17,32 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geomrobust.robustness import (
+    ATTACK_SCHEMA,
     EVAL_SCHEMA,
     PAIRS_SCHEMA,
+    AttackResult,
     EvalInputError,
     EvalResult,
     PairResult,
+    load_attack_result,
     load_pair_result,
     load_result,
     predictions_path,
 )
 
-__all__ = ["EvalEntry", "Group", "PairEntry", "ReportError", "group_results", "load_inputs"]
+__all__ = [
+    "AttackEntry",
+    "EvalEntry",
+    "Group",
+    "PairEntry",
+    "ReportError",
+    "ReportInputs",
+    "group_results",
+    "load_inputs",
+    "read_inputs",
+]
+
+_Result = EvalResult | PairResult | AttackResult
 
 
 class ReportError(ValueError):
@@ -57,6 +74,30 @@ class PairEntry:
 
 
 @dataclass(frozen=True, eq=False)
+class AttackEntry:
+    """One spatial-attack result in a report (see :class:`EvalEntry`)."""
+
+    label: str
+    path: Path
+    result: AttackResult
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """Every result of a report, by kind, each in the order given.
+
+    Attributes:
+        evals, pairs, attacks: The entries; a model has the same label in all three.
+        notes: What the report will lack (a missing predictions file, say).
+    """
+
+    evals: tuple[EvalEntry, ...]
+    pairs: tuple[PairEntry, ...]
+    attacks: tuple[AttackEntry, ...]
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
 class Group:
     """Results on the same data, sweep and transform convention.
 
@@ -79,8 +120,8 @@ def _read(path: Path) -> dict:
     if not path.is_file():
         what = "a folder" if path.is_dir() else "no such file"
         raise ReportError(
-            f"{path}: {what}; pass the RESULT.json files written by 'geomrobust eval' or "
-            "'geomrobust eval-pairs'"
+            f"{path}: {what}; pass the RESULT.json files written by 'geomrobust eval', "
+            "'geomrobust attack' or 'geomrobust eval-pairs'"
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -108,7 +149,14 @@ def _load_pairs(path: Path) -> PairResult:
         raise ReportError(str(exc)) from None
 
 
-def _identity(result: EvalResult | PairResult, path: Path) -> tuple[str, str]:
+def _load_attack(path: Path) -> AttackResult:
+    try:
+        return load_attack_result(path, with_predictions=False)  # the summary is enough
+    except EvalInputError as exc:
+        raise ReportError(str(exc)) from None
+
+
+def _identity(result: _Result, path: Path) -> tuple[str, str]:
     """A model is its name and weights (sha256, else the checkpoint as given); results that
     record neither are taken to be of the same model when their names agree."""
     model = result.model
@@ -123,7 +171,7 @@ def _short_checkpoint(checkpoint: str | None, path: Path) -> str:
     return path.stem
 
 
-def _labels(items: Sequence[tuple[Path, EvalResult | PairResult]]) -> list[str]:
+def _labels(items: Sequence[tuple[Path, _Result]]) -> list[str]:
     """One label per model identity: its name, else its checkpoint when names collide."""
     identities: dict[tuple[str, str], str] = {}
     by_name: dict[str, list[tuple[str, str]]] = {}
@@ -148,14 +196,8 @@ def _labels(items: Sequence[tuple[Path, EvalResult | PairResult]]) -> list[str]:
     return [label_of[_identity(result, path)] for path, result in items]
 
 
-def load_inputs(
-    paths: Sequence[str | os.PathLike[str]],
-) -> tuple[list[EvalEntry], list[PairEntry], list[str]]:
-    """Read result files.
-
-    Returns:
-        ``(evaluations, pair results, notes)``; notes say what a report will lack (a missing
-        predictions file, say).
+def read_inputs(paths: Sequence[str | os.PathLike[str]]) -> ReportInputs:
+    """Read result files of any kind a report takes.
 
     Raises:
         ReportError: no paths, a path given twice, a missing or unreadable file, or a JSON
@@ -164,7 +206,7 @@ def load_inputs(
     if not paths:
         raise ReportError("no results given; pass one or more RESULT.json files")
     seen: dict[Path, Path] = {}
-    loaded: list[tuple[Path, EvalResult | PairResult]] = []
+    loaded: list[tuple[Path, _Result]] = []
     notes: list[str] = []
     for raw in paths:
         path = Path(raw)
@@ -175,7 +217,7 @@ def load_inputs(
         data = _read(path)
         schema = data.get("schema")
         if schema == EVAL_SCHEMA:
-            result: EvalResult | PairResult = _load_eval(path)
+            result: _Result = _load_eval(path)
             if result.predictions is None:
                 notes.append(
                     f"{path}: no {predictions_path(path).name} beside it, so its comparisons "
@@ -183,24 +225,47 @@ def load_inputs(
                 )
         elif schema == PAIRS_SCHEMA:
             result = _load_pairs(path)
+        elif schema == ATTACK_SCHEMA:
+            result = _load_attack(path)
         else:
             raise ReportError(
                 f"{path} has schema {schema!r}; a report takes {EVAL_SCHEMA!r} results "
-                f"('geomrobust eval') and {PAIRS_SCHEMA!r} results ('geomrobust eval-pairs')"
+                f"('geomrobust eval'), {ATTACK_SCHEMA!r} results ('geomrobust attack') and "
+                f"{PAIRS_SCHEMA!r} results ('geomrobust eval-pairs')"
             )
         loaded.append((path, result))
-    labels = _labels(loaded)
-    evals = [
-        EvalEntry(label, path, r)
-        for label, (path, r) in zip(labels, loaded, strict=True)
-        if isinstance(r, EvalResult)
-    ]
-    pairs = [
-        PairEntry(label, path, r)
-        for label, (path, r) in zip(labels, loaded, strict=True)
-        if isinstance(r, PairResult)
-    ]
-    return evals, pairs, notes
+    labelled = list(zip(_labels(loaded), loaded, strict=True))
+    return ReportInputs(
+        evals=tuple(EvalEntry(lb, p, r) for lb, (p, r) in labelled if isinstance(r, EvalResult)),
+        pairs=tuple(PairEntry(lb, p, r) for lb, (p, r) in labelled if isinstance(r, PairResult)),
+        attacks=tuple(
+            AttackEntry(lb, p, r) for lb, (p, r) in labelled if isinstance(r, AttackResult)
+        ),
+        notes=tuple(notes),
+    )
+
+
+def load_inputs(
+    paths: Sequence[str | os.PathLike[str]],
+) -> tuple[list[EvalEntry], list[PairEntry], list[str]]:
+    """Read evaluation and pair-classifier result files (:func:`read_inputs` reads attack
+    results too).
+
+    Returns:
+        ``(evaluations, pair results, notes)``; notes say what a report will lack (a missing
+        predictions file, say).
+
+    Raises:
+        ReportError: as :func:`read_inputs`, and for an attack result among ``paths``.
+    """
+    inputs = read_inputs(paths)
+    if inputs.attacks:
+        shown = ", ".join(str(e.path) for e in inputs.attacks[:3])
+        raise ReportError(
+            f"{shown}: attack results; load_inputs returns eval and pair results only, "
+            "read_inputs reads every kind"
+        )
+    return list(inputs.evals), list(inputs.pairs), list(inputs.notes)
 
 
 _SWEEP_TITLES = {

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from geomrobust.reports._attack import MODE_NAMES
 from geomrobust.reports._document import (
+    AttackSection,
     FigureRecord,
     GroupSection,
     PairSection,
     ReportDocument,
+    flip_intro,
+    flip_text,
     fmt_count,
     fmt_flops,
     fmt_pct,
     versus_text,
 )
+from geomrobust.reports._flips import FlipTable
 
 __all__ = ["md_escape", "render_markdown"]
 
@@ -110,6 +115,57 @@ def _pairs(section: PairSection) -> list[str]:
     return lines
 
 
+def _flips(table: FlipTable) -> list[str]:
+    rows = [
+        [
+            md_escape(row.label),
+            *(flip_text(table, v) for v in row.values),
+            flip_text(table, row.mean),
+        ]
+        for row in table.rows
+    ]
+    header = ["model", *(md_escape(g.title) for g in table.sequences), table.column]
+    intro = ["## Flips along sequences", "", md_escape(flip_intro(table)), ""]
+    return [*intro, *_table(header, rows), ""]
+
+
+def _attack(section: AttackSection) -> list[str]:
+    g = section.group
+    r = g.first
+    lines = [
+        f"## {md_escape(g.title)}",
+        "",
+        f"{fmt_count(r.data.n)} images. Accuracy on the clean images, under one random "
+        "transform in the box, under the worst of k random transforms (highest loss) and under "
+        "every point of the grid (correct only if no grid point fools the model), each with "
+        "its 95 % Wilson interval; pair consistency is the share of images whose predictions "
+        "agree under two independent random transforms.",
+        "",
+    ]
+    rows = []
+    for row in section.rows:
+        cells = [
+            f"{fmt_pct(row['accuracy'][m])} [{fmt_pct(row['ci95'][m][0])}, "
+            f"{fmt_pct(row['ci95'][m][1])}]"
+            for m in MODE_NAMES
+        ]
+        rows.append(
+            [
+                md_escape(row["model"]),
+                fmt_count(row["params"]),
+                fmt_count(row["n"]),
+                *cells,
+                fmt_pct(row["pair_consistency"]),
+            ]
+        )
+    header = ["model", "params", "n", *(f"{n} [95 % CI]" for n in MODE_NAMES.values())]
+    lines += _table([*header, "pair consistency"], rows)
+    lines.append("")
+    for fig in section.figures:
+        lines += _figure(fig)
+    return lines
+
+
 def render_markdown(doc: ReportDocument) -> str:
     """The report as Markdown text."""
     versions = ", ".join(f"{k} {v}" for k, v in doc.versions.items())
@@ -127,6 +183,10 @@ def render_markdown(doc: ReportDocument) -> str:
         lines += ["Left out:", "", *(f"- {md_escape(n)}" for n in doc.notes), ""]
     for section in doc.groups:
         lines += _group(section)
+    if doc.flips is not None:
+        lines += _flips(doc.flips)
+    for attack in doc.attacks:
+        lines += _attack(attack)
     if doc.pairs is not None:
         lines += _pairs(doc.pairs)
     return "\n".join(lines).rstrip() + "\n"

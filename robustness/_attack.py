@@ -243,7 +243,9 @@ class AttackPlan:
             **extra,
         }
 
-    def result(self, outcomes: np.ndarray, *, run: Mapping[str, Any]) -> AttackResult:
+    def result(
+        self, outcomes: np.ndarray, *, run: Mapping[str, Any], probs: Any = None
+    ) -> AttackResult:
         """The result from ``(6, N)`` outcomes (:func:`merge_shards`)."""
         size = self.size or _image_size(self.data, self.options)
         return attack_result(

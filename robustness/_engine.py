@@ -48,6 +48,7 @@ __all__ = [
     "Shard",
     "ShardResult",
     "evaluate",
+    "merge_probs",
     "merge_shards",
     "plan_shards",
     "run_shard",
@@ -82,12 +83,15 @@ class ShardResult:
         predictions: ``(stop - start,)`` int64 predicted classes.
         correct: Images classified correctly.
         confusion: ``(K, K)`` int64 counts ``[true, predicted]`` of the shard's images.
+        probs: ``(stop - start, 3)`` float32 probabilities of the true, the predicted and
+            the clean top-1 class (``PROB_FIELDS``), or ``None``.
     """
 
     shard: Shard
     predictions: np.ndarray
     correct: int
     confusion: np.ndarray
+    probs: np.ndarray | None = None
 
 
 def work_rows(sweep: Sweep) -> tuple[tuple[AffineParams, ...], int]:
@@ -276,8 +280,11 @@ class _Runner:
         self.checked = True
 
     def run(self, groups: Sequence[_Group], progress) -> None:
-        """Fill the predictions of ``groups`` in one pass over their image ranges (in order,
-        disjoint): each batch is decoded once and every row of its group runs on it."""
+        """Fill the predictions and probabilities of ``groups`` in one pass over their image
+        ranges (in order, disjoint): each batch is decoded once and every row of its group
+        runs on it. The clean top-1 class of each image (for the probability of the clean
+        top-1 class at every point) comes from the group's identity row, run first, or from
+        one clean forward pass when the group has none (its clean row was resumed)."""
         queue = iter(groups)
         group = next(queue)
         for batch in self.batches([(g.start, g.stop) for g in groups]):
@@ -286,33 +293,60 @@ class _Runner:
                 group = next(queue)
             x = self.to_device(batch)
             lo, hi = batch.start - group.start, batch.stop - group.start
-            pieces = self.pieces(x)
-            for _, point, out in group.rows:
-                if x is None:
-                    out[lo:hi] = -1
-                else:
-                    pred = torch.cat([self.predict(point, x[a:b]).cpu() for a, b in pieces])
-                    if batch.ok is not None:
-                        pred = pred.masked_fill(~batch.ok, -1)
-                    out[lo:hi] = pred.numpy()
-                if progress is not None:
-                    progress(batch.stop - batch.start)
+            if x is None:
+                for _, _, out, probs in group.rows:
+                    out[lo:hi], probs[lo:hi] = -1, np.nan
+            else:
+                targets = self.output_of(self.data.labels[batch.start : batch.stop].to(x.device))
+                for a, b in self.pieces(x):
+                    self._score_rows(group, x[a:b], targets[a:b], lo + a)
+                if batch.ok is not None:
+                    bad = ~batch.ok.numpy()
+                    for _, _, out, probs in group.rows:
+                        out[lo:hi][bad], probs[lo:hi][bad] = -1, np.nan
+            if progress is not None:
+                progress((batch.stop - batch.start) * len(group.rows))
         group.finish()
         for rest in queue:
             rest.finish()
 
+    def _score_rows(self, group: _Group, x: Tensor, targets: Tensor, at: int) -> None:
+        """Predictions and probabilities of every row of ``group`` on images ``x`` (stored
+        from position ``at`` of the group's arrays)."""
+        n = x.shape[0]
+        reference = None
+        if not any(point.is_identity for _, point, _, _ in group.rows):
+            reference = self.logits(x, AffineParams()).argmax(dim=1)
+        for _, point, out, probs in group.rows:  # the identity row first (see _Group.add)
+            logits = self.logits(x, point)
+            p = torch.softmax(logits.float(), dim=1)
+            top = logits.argmax(dim=1)
+            if reference is None:
+                reference = top  # the identity row: the clean top-1 output
+            rows = torch.arange(n, device=p.device)
+            scores = torch.stack([p[rows, targets], p[rows, top], p[rows, reference]], dim=1)
+            labels = top if self.output_map is None else self.output_map[top]
+            out[at : at + n] = labels.cpu().numpy()
+            probs[at : at + n] = scores.cpu().numpy()
+
 
 class _Group:
-    """The pending shards of one image range: their rows, and where their predictions go."""
+    """The pending shards of one image range: their rows (the identity first), and where
+    their predictions and probabilities go."""
 
     def __init__(self, start: int, stop: int, on_finish: Callable[[_Group], None]):
         self.start, self.stop = start, stop
-        self.rows: list[tuple[int, AffineParams, np.ndarray]] = []
+        self.rows: list[tuple[int, AffineParams, np.ndarray, np.ndarray]] = []
         self.on_finish = on_finish
         self.finished = False
 
     def add(self, row: int, point: AffineParams) -> None:
-        self.rows.append((row, point, np.empty(self.stop - self.start, dtype=np.int64)))
+        n = self.stop - self.start
+        entry = (row, point, np.empty(n, dtype=np.int64), np.empty((n, 3), dtype=np.float32))
+        if point.is_identity:
+            self.rows.insert(0, entry)
+        else:
+            self.rows.append(entry)
 
     def finish(self) -> None:
         if not self.finished:
@@ -401,6 +435,26 @@ def merge_shards(results: Iterable[ShardResult], *, n_rows: int, n_images: int) 
     return out
 
 
+def merge_probs(results: Iterable[ShardResult], *, n_rows: int, n_images: int) -> np.ndarray:
+    """``(n_rows, n_images, 3)`` float32 probabilities of shard results that cover every
+    cell once (as :func:`merge_shards`)."""
+    out = np.full((n_rows, n_images, 3), np.nan, dtype=np.float32)
+    for r in results:
+        if r.probs is not None:
+            out[r.shard.row, r.shard.start : r.shard.stop] = r.probs
+    return out
+
+
+def _pack(pred: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """``(n, 4)`` float64 ``[prediction, p_true, p_predicted, p_clean_top1]`` for the
+    partial store (predictions are small ints, exact in float64)."""
+    return np.concatenate([pred[:, None].astype(np.float64), probs.astype(np.float64)], axis=1)
+
+
+def _unpack(saved: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return saved[:, 0].astype(np.int64), saved[:, 1:].astype(np.float32)
+
+
 def weights_digest(model: nn.Module) -> str:
     """sha256 over the names, dtypes, shapes and bytes of a model's state dict."""
     h = hashlib.sha256()
@@ -459,7 +513,7 @@ class EvalPlan:
         self.runner = _Runner(model, data, options, device)
         self.rows, self.clean_row = work_rows(self.sweep)
         self.label = f"eval {self.sweep.name}"
-        self.image_major = data.streamed
+        self.image_major = True  # a block's rows are computed together (decoded once)
         self.record = record or _default_record(model, options, data.num_classes)
         self.assumptions = tuple(assumptions)
         self.transform = options.transform_record()
@@ -479,12 +533,10 @@ class EvalPlan:
         return len(self.data)
 
     def shards(self) -> tuple[Shard, ...]:
-        """The shards of a run in one process: a row each for data in memory; for a
-        streamed dataset, blocks of :data:`STREAM_BLOCK_BATCHES` batches with all rows (each
-        image decoded once; a finished block is saved for ``resume``)."""
+        """The shards of a run in one process: blocks of :data:`STREAM_BLOCK_BATCHES`
+        batches with all rows each (every image decoded once, the clean top-1 class known
+        to every row; a finished block is saved for ``resume``)."""
         n = self.n_images
-        if not self.data.streamed:
-            return plan_shards(len(self.rows), n, images_per_shard=n)
         per = min(n, STREAM_BLOCK_BATCHES * self.options.batch_size)
         return plan_shards(len(self.rows), n, images_per_shard=per, image_major=True)
 
@@ -515,50 +567,43 @@ class EvalPlan:
             The shard results, in the order given, and how many were computed.
         """
         shards = list(shards)
-        found: dict[int, np.ndarray] = {}
+        found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         groups: dict[tuple[int, int], _Group] = {}
+        keys: dict[tuple[int, int, int], int] = {}
 
         def save(group: _Group) -> None:
-            for row, _, pred in group.rows:
-                found[keys[(row, group.start, group.stop)]] = pred
+            for row, _, pred, probs in group.rows:
+                found[keys[(row, group.start, group.stop)]] = (pred, probs)
                 if store is not None:
-                    store.save_piece(row, group.start, group.stop, pred)
+                    store.save_piece(row, group.start, group.stop, _pack(pred, probs))
             log.debug("images [%d, %d): %d row(s) done", group.start, group.stop, len(group.rows))
 
-        keys: dict[tuple[int, int, int], int] = {}
         for i, shard in enumerate(shards):
-            pred = None if store is None else store.lookup(shard.row, shard.start, shard.stop)
-            if pred is not None:
-                found[i] = pred
+            saved = None if store is None else store.lookup(shard.row, shard.start, shard.stop)
+            if saved is not None and saved.shape[1:] == (4,):
+                found[i] = _unpack(saved)
                 if progress is not None:
                     progress(shard.stop - shard.start)
                 continue
             keys[(shard.row, shard.start, shard.stop)] = i
-            if self.data.streamed:
-                key = (shard.start, shard.stop)  # all rows of a range: decode it once
-            else:
-                key = (shard.row, shard.start, shard.stop)  # type: ignore[assignment]
+            key = (shard.start, shard.stop)  # all pending rows of a range: decode it once
             if key not in groups:
                 groups[key] = _Group(shard.start, shard.stop, save)
             groups[key].add(shard.row, self.rows[shard.row])
         computed = sum(len(g.rows) for g in groups.values())
-        pending = list(groups.values())
-        # streamed: one pass, one pool of decoding workers for the whole run; in memory:
-        # slicing is free, so a pass per row keeps the row order
-        passes = [pending] if self.data.streamed else [[g] for g in pending]
-        with torch.inference_mode():
-            for part in passes:
-                if part:
-                    self.runner.run(part, progress)
-        return [self._shard_result(s, found[i]) for i, s in enumerate(shards)], computed
+        if groups:
+            with torch.inference_mode():
+                self.runner.run(list(groups.values()), progress)
+        results = [self._shard_result(s, *found[i]) for i, s in enumerate(shards)]
+        return results, computed
 
-    def _shard_result(self, shard: Shard, pred: np.ndarray) -> ShardResult:
+    def _shard_result(self, shard: Shard, pred: np.ndarray, probs: np.ndarray) -> ShardResult:
         labels, scored = self.labels[shard.start : shard.stop], pred
         valid = pred >= 0  # -1: a file skipped as unreadable
         if not valid.all():
             labels, scored = labels[valid], pred[valid]
         confusion = confusion_matrix(labels, scored, self.data.num_classes)
-        return ShardResult(shard, pred, int(np.trace(confusion)), confusion)
+        return ShardResult(shard, pred, int(np.trace(confusion)), confusion, probs)
 
     def run_record(self, **extra: Any) -> dict[str, Any]:
         """The ``run`` fields every result has (device, dtype, batch size, threads), and
@@ -571,8 +616,15 @@ class EvalPlan:
             **extra,
         }
 
-    def result(self, predictions: np.ndarray, *, run: Mapping[str, Any]) -> EvalResult:
-        """The result from ``(len(rows), N)`` predictions (:func:`merge_shards`).
+    def result(
+        self,
+        predictions: np.ndarray,
+        *,
+        run: Mapping[str, Any],
+        probs: np.ndarray | None = None,
+    ) -> EvalResult:
+        """The result from ``(len(rows), N)`` predictions (:func:`merge_shards`) and
+        ``(len(rows), N, 3)`` probabilities (:func:`merge_probs`).
 
         Images skipped as unreadable (predicted ``-1`` on every row) are left out of every
         metric; the data record lists their files."""
@@ -582,11 +634,14 @@ class EvalPlan:
             skipped = [self.data.files[i] for i in np.flatnonzero(~valid)]
             log.warning("skipped %d unreadable file(s), e.g. %s", len(skipped), skipped[0])
             labels, predictions = labels[valid], predictions[:, valid]
+            probs = None if probs is None else probs[:, valid]
             data_record = replace(data_record, n=int(valid.sum()), unreadable=tuple(skipped))
         pred = Predictions(
             labels=labels,
             clean=predictions[self.clean_row].copy(),
             points=predictions[: len(self.sweep)],
+            clean_probs=None if probs is None else probs[self.clean_row].copy(),
+            probs=None if probs is None else probs[: len(self.sweep)],
         )
         clean, points, summary = summarise(self.sweep, pred, num_classes=self.data.num_classes)
         return EvalResult(
@@ -672,10 +727,11 @@ def evaluate(
     results, computed = plan.run(shards, store=store, progress=progress)
     elapsed = time.perf_counter() - started
     predictions = merge_shards(results, n_rows=len(plan.rows), n_images=n)
-    if data.streamed:  # blocks of images with all rows
-        done = {"shards": len(shards), "shards_computed": computed}
-        done["shards_resumed"] = len(shards) - computed
-    else:  # a shard per row
-        done = {"rows_computed": computed, "rows_resumed": len(plan.rows) - computed}
-    run = plan.run_record(**done, elapsed_s=round(elapsed, 3))
-    return plan.result(predictions, run=run)
+    probs = merge_probs(results, n_rows=len(plan.rows), n_images=n)
+    run = plan.run_record(
+        shards=len(shards),
+        shards_computed=computed,
+        shards_resumed=len(shards) - computed,
+        elapsed_s=round(elapsed, 3),
+    )
+    return plan.result(predictions, run=run, probs=probs)

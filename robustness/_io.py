@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from geomrobust.robustness._eval_errors import EvalInputError, ResumeError
-from geomrobust.robustness._results import EvalResult, Predictions
+from geomrobust.robustness._results import PROB_FIELDS, EvalResult, Predictions
 
 __all__ = [
     "PartialStore",
@@ -92,9 +92,22 @@ def write_result(result: EvalResult, path: str | os.PathLike[str]) -> Path:
             "scale": np.array([p.scale for p in pts]),
             "angle_deg": np.array([p.angle_deg for p in pts]),
             "shift_px": np.array([p.shift_px for p in pts]).reshape(-1, 2),
+            **_prob_arrays(pred),
         },
     )
     return write_json_atomic(path, result.to_dict())
+
+
+def _prob_arrays(pred: Predictions) -> dict[str, np.ndarray]:
+    """``p_true``, ``p_predicted``, ``p_clean_top1`` ``(P, N)`` and their ``clean_`` ``(N,)``
+    float32 softmax probabilities, if the predictions carry them."""
+    if pred.probs is None:
+        return {}
+    arrays = {}
+    for i, f in enumerate(PROB_FIELDS):
+        arrays[f"p_{f}"] = pred.probs[..., i].astype(np.float32)
+        arrays[f"clean_p_{f}"] = pred.clean_probs[:, i].astype(np.float32)
+    return arrays
 
 
 def write_pair_result(result: Any, path: str | os.PathLike[str]) -> Path:
@@ -166,10 +179,16 @@ def load_predictions(path: str | os.PathLike[str]) -> Predictions:
         )
     try:
         with np.load(path, allow_pickle=False) as data:
+            probs = clean_probs = None
+            if "p_true" in data.files:  # results written before probabilities had none
+                probs = np.stack([data[f"p_{f}"] for f in PROB_FIELDS], axis=-1)
+                clean_probs = np.stack([data[f"clean_p_{f}"] for f in PROB_FIELDS], axis=-1)
             return Predictions(
                 labels=data["labels"].astype(np.int64),
                 clean=data["clean"].astype(np.int64),
                 points=data["predictions"].astype(np.int64),
+                clean_probs=clean_probs,
+                probs=probs,
             )
     except (OSError, ValueError, KeyError) as exc:
         raise EvalInputError(f"{path} is not a readable predictions file ({exc})") from None
@@ -329,15 +348,22 @@ class PartialStore:
             except (OSError, ValueError):
                 log.warning("ignoring unreadable partial file %s", file)
                 continue
-            if 0 <= lo < hi <= self.n_images and values.shape == (hi - lo,):
-                self._pieces.setdefault(row, []).append((lo, hi, values.astype(np.int64)))
+            if 0 <= lo < hi <= self.n_images and values.ndim >= 1 and len(values) == hi - lo:
+                self._pieces.setdefault(row, []).append((lo, hi, values))
 
     def lookup(self, row: int | str, start: int, stop: int) -> np.ndarray | None:
-        """Saved predictions of images ``[start, stop)`` under ``row``, or ``None`` if the
-        pieces read by :meth:`start` do not cover them all."""
-        out = np.empty(stop - start, dtype=np.int64)
+        """Saved values of images ``[start, stop)`` under ``row`` (their first axis; any
+        trailing shape and dtype, as saved), or ``None`` if the pieces read by :meth:`start`
+        do not cover them all (or disagree in shape or dtype)."""
+        pieces = self._pieces.get(row, ())
+        if not pieces:
+            return None
+        like = pieces[0][2]
+        if any(v.shape[1:] != like.shape[1:] or v.dtype != like.dtype for _, _, v in pieces):
+            return None
+        out = np.empty((stop - start, *like.shape[1:]), dtype=like.dtype)
         covered = np.zeros(stop - start, dtype=bool)
-        for lo, hi, values in self._pieces.get(row, ()):
+        for lo, hi, values in pieces:
             a, b = max(lo, start), min(hi, stop)
             if a < b:
                 out[a - start : b - start] = values[a - lo : b - lo]
@@ -349,7 +375,8 @@ class PartialStore:
         self.save_piece(key, 0, self.n_images, row)
 
     def save_piece(self, row: int | str, start: int, stop: int, values: np.ndarray) -> None:
-        """Save the predictions of images ``[start, stop)`` under ``row`` atomically."""
+        """Save the values of images ``[start, stop)`` under ``row`` atomically: ``(n,)``
+        predictions, or ``(n, ...)`` with more per image (an eval's probabilities)."""
         name = "clean" if row == "clean" else f"point-{int(row):05d}"
         if (start, stop) != (0, self.n_images):
             name += f".{start:07d}-{stop:07d}"

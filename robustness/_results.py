@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from geomrobust.robustness._metrics import confusion_matrix, per_class_accuracy, wilson_interval
-from geomrobust.robustness._stability import flip_probability
+from geomrobust.robustness._stability import flip_probability, mean_abs_prob_change
 from geomrobust.transforms import AffineParams, Sweep
 
 __all__ = [
@@ -46,7 +46,11 @@ class PointResult:
         ci95: 95 % Wilson interval of the accuracy.
         confusion: ``(K, K)`` counts ``[true][predicted]``.
         per_class_accuracy: Recall of each class (``None`` for a class with no images).
-        flip_rate: Fraction of images whose prediction differs from the untransformed one.
+        flip_rate: Fraction of images whose prediction differs from the untransformed one
+            (Azulay & Weiss's P(top-1 change) against clean).
+        mean_abs_prob_change: Mean over images of the absolute change, against the clean
+            image, of the softmax probability of the clean top-1 class (Azulay & Weiss's
+            MAC); ``None`` where probabilities were not recorded.
     """
 
     scale: float
@@ -59,6 +63,7 @@ class PointResult:
     confusion: tuple[tuple[int, ...], ...]
     per_class_accuracy: tuple[float | None, ...]
     flip_rate: float
+    mean_abs_prob_change: float | None = None
 
     @property
     def point(self) -> AffineParams:
@@ -77,10 +82,12 @@ class PointResult:
             "confusion": [list(row) for row in self.confusion],
             "per_class_accuracy": list(self.per_class_accuracy),
             "flip_rate": self.flip_rate,
+            "mean_abs_prob_change": self.mean_abs_prob_change,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PointResult:
+        mac = data.get("mean_abs_prob_change")
         return cls(
             scale=float(data["scale"]),
             angle_deg=float(data["angle_deg"]),
@@ -92,6 +99,7 @@ class PointResult:
             confusion=tuple(tuple(int(v) for v in row) for row in data["confusion"]),
             per_class_accuracy=tuple(data["per_class_accuracy"]),
             flip_rate=float(data["flip_rate"]),
+            mean_abs_prob_change=None if mac is None else float(mac),
         )
 
 
@@ -319,6 +327,10 @@ class TransformRecord:
         )
 
 
+PROB_FIELDS = ("true", "predicted", "clean_top1")
+"""The probabilities recorded per image and point (last axis of ``Predictions.probs``)."""
+
+
 @dataclass(frozen=True, eq=False)
 class Predictions:
     """Per-image predictions: what comparisons and reports use instead of rerunning.
@@ -327,11 +339,16 @@ class Predictions:
         labels: ``(N,)`` int64 true classes.
         clean: ``(N,)`` int64 predictions on the untransformed images.
         points: ``(P, N)`` int64 predictions, one row per sweep point.
+        clean_probs, probs: ``(N, 3)`` and ``(P, N, 3)`` float32 softmax probabilities of
+            each image, clean and at each point: of the true class, of the predicted class
+            and of the clean top-1 class (:data:`PROB_FIELDS`); ``None`` if not recorded.
     """
 
     labels: np.ndarray
     clean: np.ndarray
     points: np.ndarray
+    clean_probs: np.ndarray | None = None
+    probs: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = self.labels.shape[0]
@@ -342,6 +359,15 @@ class Predictions:
             )
         if self.points.shape[1] != n:
             raise ValueError(f"points must have shape (P, {n}); got {self.points.shape}")
+        if (self.probs is None) != (self.clean_probs is None):
+            raise ValueError("give both clean_probs and probs, or neither")
+        if self.probs is not None and (
+            self.probs.shape != (*self.points.shape, 3) or self.clean_probs.shape != (n, 3)
+        ):
+            raise ValueError(
+                f"probs must be (P, N, 3) = {(*self.points.shape, 3)} and clean_probs (N, 3); "
+                f"got {self.probs.shape} and {self.clean_probs.shape}"
+            )
 
     def correct(self) -> np.ndarray:
         """``(P, N)`` bool: whether each image is classified correctly under each point."""
@@ -435,8 +461,12 @@ def point_result(
     clean: np.ndarray,
     *,
     num_classes: int,
+    clean_top1_prob: np.ndarray | None = None,
+    point_top1_prob: np.ndarray | None = None,
 ) -> PointResult:
-    """Metrics of one point from ``(N,)`` labels, predictions and clean predictions."""
+    """Metrics of one point from ``(N,)`` labels, predictions and clean predictions, and
+    (for the MAC) the probability of each image's clean top-1 class, clean and at the
+    point."""
     n = int(labels.shape[0])
     confusion = confusion_matrix(labels, predictions, num_classes)
     correct = int(np.trace(confusion))
@@ -451,6 +481,9 @@ def point_result(
         confusion=tuple(tuple(int(v) for v in row) for row in confusion),
         per_class_accuracy=tuple(per_class_accuracy(confusion)),
         flip_rate=float(np.mean(predictions != clean)) if n else 0.0,
+        mean_abs_prob_change=None
+        if clean_top1_prob is None or point_top1_prob is None
+        else mean_abs_prob_change(clean_top1_prob, point_top1_prob),
     )
 
 
@@ -470,10 +503,32 @@ def summarise(
             f"sweep has {len(pts)} points but predictions have {predictions.points.shape[0]} rows"
         )
     labels, clean_pred = predictions.labels, predictions.clean
-    clean = point_result(AffineParams(), labels, clean_pred, clean_pred, num_classes=num_classes)
+    top1 = {}
+    if predictions.probs is not None:  # the clean top-1 class's probability, clean
+        top1["clean_top1_prob"] = predictions.clean_probs[:, PROB_FIELDS.index("clean_top1")]
+    clean = point_result(
+        AffineParams(),
+        labels,
+        clean_pred,
+        clean_pred,
+        num_classes=num_classes,
+        **({} if not top1 else top1 | {"point_top1_prob": top1["clean_top1_prob"]}),
+    )
     points = tuple(
-        point_result(p, labels, row, clean_pred, num_classes=num_classes)
-        for p, row in zip(pts, predictions.points, strict=True)
+        point_result(
+            p,
+            labels,
+            row,
+            clean_pred,
+            num_classes=num_classes,
+            **(
+                {}
+                if not top1
+                else top1
+                | {"point_top1_prob": predictions.probs[i, :, PROB_FIELDS.index("clean_top1")]}
+            ),
+        )
+        for i, (p, row) in enumerate(zip(pts, predictions.points, strict=True))
     )
     accuracies = [p.accuracy for p in points]
     worst = int(np.argmin(accuracies))

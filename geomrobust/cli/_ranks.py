@@ -174,7 +174,7 @@ def run_sharded_attack(args: argparse.Namespace, launch: Launch, make_plan, writ
 
 def _sharded_job(args, launch: Launch, group: ProcessGroup, make_plan, write_result) -> int:
     """The rank job of a sharded plan (an ``EvalPlan`` or an ``AttackPlan``)."""
-    from geomrobust.robustness._engine import merge_shards
+    from geomrobust.robustness._engine import merge_probs, merge_shards
     from geomrobust.robustness._io import PartialStore
 
     out: Path = args.out
@@ -190,7 +190,7 @@ def _sharded_job(args, launch: Launch, group: ProcessGroup, make_plan, write_res
 
     plan = group.step("reading the checkpoint and data", setup)
     n = plan.n_images
-    streamed = getattr(plan, "image_major", plan.data.streamed)
+    streamed = plan.image_major
     shards = distributed_shards(
         len(plan.rows), n, world_size=world, batch_size=plan.options.batch_size, streamed=streamed
     )
@@ -238,9 +238,9 @@ def _sharded_job(args, launch: Launch, group: ProcessGroup, make_plan, write_res
     def write() -> None:
         if gathered is None:
             return
-        merged = merge_shards(
-            [r for part, _, _ in gathered for r in part], n_rows=len(plan.rows), n_images=n
-        )
+        pieces = [r for part, _, _ in gathered for r in part]
+        merged = merge_shards(pieces, n_rows=len(plan.rows), n_images=n)
+        probs = merge_probs(pieces, n_rows=len(plan.rows), n_images=n)
         resumed_rows = {s.row for i, s in enumerate(shards) if i in keeper}
         resumed_rows -= {s.row for i, s in enumerate(shards) if i not in keeper}
         run = plan.run_record(
@@ -254,7 +254,7 @@ def _sharded_job(args, launch: Launch, group: ProcessGroup, make_plan, write_res
             shards_computed=sum(c for _, c, _ in gathered),
             shards_resumed=len(keeper),
         )
-        write_result(plan.result(merged, run=run), out)
+        write_result(plan.result(merged, run=run, probs=probs), out)
 
     group.step("writing the result", write)
     if launch.local_rank == 0:

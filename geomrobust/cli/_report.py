@@ -14,15 +14,21 @@ __all__ = ["add_parser"]
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
-        help="write an HTML/Markdown report comparing eval results side by side",
+        help="write an HTML/Markdown report comparing eval and attack results side by side",
         description=(
-            "Compare models from their result files (geomrobust eval and eval-pairs). Results "
-            "on the same data, sweep and transform convention are shown side by side: a table "
-            "(parameters, FLOPs, clean, mean, worst and all-points accuracy, consistency, and "
-            "the paired comparison with the first model given) and seaborn figures (accuracy "
+            "Compare models from their result files (geomrobust eval, attack and eval-pairs). "
+            "Results on the same data, sweep and transform convention are shown side by side: "
+            "a table (parameters, FLOPs, clean, mean, worst and all-points accuracy, "
+            "consistency, and the paired comparison with the first model given) and seaborn "
+            "figures (accuracy "
             "against scale, angle and shift with 95 % bands, scale x rotation heatmaps and "
             "their differences, confusion matrices at the clean and worst points, per-class "
-            "drop, a gallery of examples). Writes OUT/index.html (self-contained), "
+            "drop, a gallery of examples). Eval results on ordered sequences (one varying "
+            "parameter) add a flip table: each model's flip probability per sequence and its "
+            "mean, or with --baseline the flip rate relative to that model and its mean, mFR. "
+            "Attack results on the same data and attack settings form a section of their own: "
+            "accuracy clean, random, worst-of-k and grid with 95 % intervals, pair consistency "
+            "and a figure of the modes. Writes OUT/index.html (self-contained), "
             "OUT/report.md, OUT/summary.csv (one row per model x point) and OUT/figures/ "
             "(PNG and SVG)."
         ),
@@ -39,6 +45,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--examples", type=int, default=6, help="images per example gallery (1..32, default 6)"
     )
     p.add_argument("--title", default="Geometric robustness report", help="the report's title")
+    p.add_argument(
+        "--baseline",
+        metavar="NAME",
+        help="a model's label as the report shows it: the flip table's mean column becomes "
+        "mFR, each model's mean over sequences of FP / FP of NAME on the same sequence and "
+        "data (default: each model's mean flip probability, 'mean FP')",
+    )
     add_force(p, what="an earlier report in --out")
     add_progress(p)
     p.set_defaults(handler=run_report)
@@ -55,6 +68,7 @@ def run_report(args: argparse.Namespace) -> int:
         title=args.title,
         force=args.force,
         progress=args.progress,
+        baseline=args.baseline,
     )
     for note in files.notes:
         print(f"note: {as_flags(note)}")

@@ -81,11 +81,18 @@ def test_eval_writes_result_and_predictions(ckpt_dir, tmp_path, capsys):
         "all_points_accuracy",
         "consistency",
         "relative_robustness",
+        "flip_probability",
+        "flip_share_by_pair",
     }
+    assert len(data["summary"]["flip_share_by_pair"]) == 1  # two scales: one sequence step
     with np.load(tmp_path / "res.predictions.npz") as npz:
         assert set(npz.files) >= {"labels", "predictions", "clean", "scale", "angle_deg"}
         assert npz["predictions"].shape == (2, 359)
         assert npz["scale"].tolist() == [0.8, 1.0]
+        assert npz["p_true"].shape == npz["p_predicted"].shape == (2, 359)
+        assert npz["p_true"].dtype == np.float32
+        # the predicted class's probability is the largest: at least the true class's
+        assert (npz["p_predicted"] >= npz["p_true"] - 1e-6).all()
     assert not (tmp_path / "res.json.partial").exists()
     result = load_result(out)
     assert isinstance(result, EvalResult)
@@ -220,27 +227,33 @@ def test_cli_resume_after_interruption(ckpt_dir, tmp_path, monkeypatch):
     ref = tmp_path / "ref.json"
     assert _eval(ckpt, ref, "--scales", "0.6,0.9,1.1") == 0
 
+    # batches of 8: blocks of 16 batches (128 images), 3 blocks of the 359 images, each
+    # with the 4 rows (3 scales and the identity)
     out = tmp_path / "r.json"
-    original = _Runner.run
+    original = _Runner._score_rows
     calls = []
+
+    interrupt = [True]
 
     def flaky(self, *args, **kwargs):
         calls.append(1)
-        if len(calls) == 3:
+        if interrupt[0] and len(calls) == 20:  # in the second block
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(_Runner, "run", flaky)
-    assert _eval(ckpt, out, "--scales", "0.6,0.9,1.1") == 130  # Ctrl-C: "error: interrupted"
+    monkeypatch.setattr(_Runner, "_score_rows", flaky)
+    args = ("--scales", "0.6,0.9,1.1", "--batch-size", "8")
+    assert _eval(ckpt, out, *args) == 130  # Ctrl-C: "error: interrupted"
     assert not out.exists()
-    assert len(list((tmp_path / "r.json.partial").glob("point-*.npy"))) == 2
+    assert len(list((tmp_path / "r.json.partial").glob("point-*.npy"))) == 4  # block 1's rows
     calls.clear()
-    assert _eval(ckpt, out, "--scales", "0.6,0.9,1.1", "--resume", "--batch-size", "50") == 0
-    assert len(calls) == 2  # only the unfinished rows: scale 1.1 and the clean images
+    interrupt[0] = False
+    assert _eval(ckpt, out, *args, "--resume") == 0
+    assert len(calls) == 359 // 8 + 1 - 16  # only the batches of the unfinished blocks
     a, b = json.loads(ref.read_text()), json.loads(out.read_text())
     assert a["points"] == b["points"]
     assert a["summary"] == b["summary"]
-    assert b["run"]["rows_resumed"] == 2
+    assert (b["run"]["shards_resumed"], b["run"]["shards_computed"]) == (4, 8)
     assert not (tmp_path / "r.json.partial").exists()
 
 

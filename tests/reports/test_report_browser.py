@@ -50,7 +50,8 @@ def test_report_renders_every_figure_offline(browser, full_report, tmp_path):
     assert all(img["width"] >= 200 and img["height"] >= 100 for img in report.images)
     figures, tables, title = report.value
     assert figures == len(pngs)
-    assert tables == 1 + 2 + 1  # inputs, two sweep groups, the pair classifiers
+    # inputs, two sweep groups, the flips along the scale sequence, the pair classifiers
+    assert tables == 1 + 2 + 1 + 1
     assert title == "Geometric robustness report"
     assert report.console_errors == []
     assert report.exceptions == []

@@ -59,7 +59,7 @@ def build():
     return net
 """
 
-# Whole rows: 8 points + the identity = 9 rows >= 4 per rank.
+# 8 points + the identity = 9 rows, in image blocks with all rows each.
 ROWS_SWEEP = ("--scales", "0.6,0.8,1.2,1.4", "--angles", "0,20")
 
 
@@ -145,7 +145,7 @@ def _assert_same_result(a: Path, b: Path) -> dict:
 
 @needs_gloo
 def test_two_ranks_give_the_single_process_result(hook, tmp_path, monkeypatch):
-    # 3 rows < 4 per rank: each row is cut into blocks of 128 images (2 batches of 64).
+    # 8 image blocks wanted: 359 / 8 rounded up to a batch of 64 -> 6 blocks × 3 rows.
     sweep = ("--scales", "0.8,1.1", "--batch-size", "64")
     one, two = tmp_path / "one.json", tmp_path / "two.json"
     _single(_eval_args(hook, one, *sweep), hook, monkeypatch)
@@ -156,7 +156,7 @@ def test_two_ranks_give_the_single_process_result(hook, tmp_path, monkeypatch):
     assert run["backend"] == "gloo"
     assert run["devices"] == ["cpu", "cpu"]
     assert run["threads"] == threads_per_rank(Launch(0, 2, 0, 2), None)
-    assert (run["shards"], run["shards_computed"], run["shards_resumed"]) == (9, 9, 0)
+    assert (run["shards"], run["shards_computed"], run["shards_resumed"]) == (18, 18, 0)
     assert (run["rows_computed"], run["rows_resumed"]) == (3, 0)
     # Only rank 0 prints and logs.
     assert proc.stdout.count("wrote ") == 1
@@ -267,8 +267,8 @@ def test_a_failing_rank_fails_the_run_with_its_error(failed):
     assert "exitcode  : 2" in proc.stderr  # the CLI's status for bad input
     assert not out.exists()
     assert not out.with_name("r.predictions.npz").exists()
-    # Rank 0 finished its rows (whole rows: 9 rows, 5 for rank 0); rank 1 none.
-    assert files == [f"rank-00000/point-{i:05d}.npy" for i in (0, 2, 4, 6, 8)]
+    # Rank 0 finished its image block (images 0..255, all 9 rows); rank 1 none.
+    assert files == [f"rank-00000/point-{i:05d}.0000000-0000256.npy" for i in range(9)]
 
 
 @needs_gloo
@@ -276,18 +276,18 @@ def test_resume_reuses_the_finished_shards(failed, hook, tmp_path, monkeypatch):
     _, out, files = failed
     ref = tmp_path / "ref.json"
     _single(_eval_args(hook, ref, *ROWS_SWEEP), hook, monkeypatch)
-    # The same partial resumed in one process (another N): the same result.
+    # The same partial resumed in one process: its one block (all 359 images) is not covered
+    # by the ranks' pieces, so it is computed; the same result.
     other = tmp_path / "other.json"
     shutil.copytree(out.with_name("r.json.partial"), tmp_path / "other.json.partial")
     _single(_eval_args(hook, other, *ROWS_SWEEP, "--resume"), hook, monkeypatch)
-    assert json.loads(other.read_text())["run"]["rows_resumed"] == len(files)
+    assert json.loads(other.read_text())["run"]["shards_resumed"] == 0
     _assert_same_result(ref, other)
-    # Resumed with 2 ranks: rank 0's rows are reused, the other rows are split between both.
+    # Resumed with 2 ranks: rank 0's block is reused, the other block is computed.
     proc = _torchrun(*_eval_args(hook, out, *ROWS_SWEEP, "--resume"), hook=hook)
     assert proc.returncode == 0, proc.stderr
     run = _assert_same_result(ref, out)
-    assert (run["shards"], run["shards_resumed"], run["shards_computed"]) == (9, 5, 4)
-    assert (run["rows_resumed"], run["rows_computed"]) == (5, 4)
+    assert (run["shards"], run["shards_resumed"], run["shards_computed"]) == (18, 9, 9)
     assert not out.with_name("r.json.partial").exists()
     # Rerun with --resume once the run has finished: every rank stops, the result is kept.
     before = out.read_bytes()
