@@ -273,7 +273,7 @@ def test_a_failing_rank_fails_the_run_with_its_error(failed):
 
 @needs_gloo
 def test_resume_reuses_the_finished_shards(failed, hook, tmp_path, monkeypatch):
-    _, out, files = failed
+    _, out, _ = failed
     ref = tmp_path / "ref.json"
     _single(_eval_args(hook, ref, *ROWS_SWEEP), hook, monkeypatch)
     # The same partial resumed in one process: its one block (all 359 images) is not covered
