@@ -3,10 +3,10 @@
 The benchmark writes its own ``DIR/<class>/<file>.jpg`` folder in a temporary directory:
 the shared CIFAR-10 training images (``../shared/data/cifar10-train``, 4,660 of them,
 cycled when more are needed) upscaled with Pillow (bicubic) to 224×224 and saved as JPEG
-quality 90, an ImageNet-sized stand-in. A seeded, untrained small CNN (two strided convs,
-global average pooling, a linear layer) then runs the 25-point rotation sweep (-60° to 60°,
-step 5°) three ways, all on the same DataLoader workers and batch size, under
-``torch.inference_mode()``:
+quality 90, an ImageNet-sized stand-in. A small CNN (two seeded random strided convs,
+global average pooling, and a linear head ridge-fitted on 320 of the images so that its
+predictions vary) then runs the 25-point rotation sweep (-60° to 60°, step 5°) three ways,
+all on the same DataLoader workers and batch size, under ``torch.inference_mode()``:
 
 1. the suite: ``load_image_folder`` (listing + content fingerprint, timed on its own), then
    ``evaluate``, which decodes each image once and runs every point on each batch;
@@ -14,18 +14,22 @@ step 5°) three ways, all on the same DataLoader workers and batch size, under
    rotates by that point's angle, a ``DataLoader``, forward and argmax: the folder is read
    and decoded once per point;
 3. a hand-written torchvision loop that decodes once: one ``ImageFolder`` pass, and for each
-   batch and point ``torchvision.transforms.v2.functional.rotate`` on the batch, forward.
+   batch and point ``torchvision.transforms.v2.functional.rotate`` on the batch (skipped at
+   0°, as the suite skips the identity), forward.
 
 The suite and ``ImageFolder`` both decode with Pillow, but the suite rotates float images
 with its own warp and torchvision with ``rotate``, so predictions may differ on a few
 images; the agreement is printed, not asserted. Then the peak RSS of a fresh process that
-runs the suite's load + evaluate on a small and a large folder (``--rss-points`` points of
-the sweep: memory depends on the number of images, not on the number of points, and all 25
-points on 16,000 images take half an hour on two cores), and their ratio (target <= 1.25).
+runs the suite's load + evaluate on 2,000 and on 16,000 images (the first 2,000 of the same
+folder, by ``max_images``), its growth above the RSS after the imports (torch alone is
+~500 MiB), and the ratio (target <= 1.25). These runs take ``--rss-points`` points of the
+sweep around 0° (default 3, quick 1): what the evaluation holds per image does not depend
+on the number of points, and all 25 points on 16,000 images take half an hour on two cores.
 
 Prints the timings and, last, ``folder_speedup_vs_torchvision: X.X``: the time of way 2 /
-the suite's time (load + evaluate). ``--quick`` times 64 images and measures the RSS at 250
-and 2,000 images, in under a minute with the JPEGs.
+the suite's time (load + evaluate). ``--quick`` times 64 images (one batch: fixed costs
+weigh more, so its ratios are lower) and measures the RSS at 250 and 2,000 images, in under
+a minute with the JPEGs; a full run takes about 5 minutes on two cores.
 
 Usage: ``python benchmarks/data.py [--quick] [--images N] [--workers N] [--batch-size N]``
 """
@@ -265,16 +269,26 @@ def _rss_child(args) -> int:
     return 0
 
 
-def _rss(root: Path, state: Path, n: int, n_folder: int, args, points: int) -> dict:
-    cmd = [sys.executable, __file__, "--rss-child", str(root), "--rss-points", str(points)]
-    cmd += ["--rss-state", str(state)]
-    cmd += ["--workers", str(args.workers), "--batch-size", str(args.batch_size)]
-    if n < n_folder:
-        cmd += ["--rss-max-images", str(n)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"error: the RSS child on {n} images failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def _rss(root: Path, state: Path, sizes: tuple[int, ...], n_folder: int, args, points: int):
+    """Peak RSS records of a fresh child per size, run side by side (each measures only
+    its own peak)."""
+    procs = []
+    for n in sizes:
+        cmd = [sys.executable, __file__, "--rss-child", str(root), "--rss-points", str(points)]
+        cmd += ["--rss-state", str(state)]
+        cmd += ["--workers", str(args.workers), "--batch-size", str(args.batch_size)]
+        if n < n_folder:
+            cmd += ["--rss-max-images", str(n)]
+        procs.append(
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
+    records = []
+    for n, proc in zip(sizes, procs, strict=True):
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            sys.exit(f"error: the RSS child on {n} images failed:\n{err[-3000:]}")
+        records.append(json.loads(out.strip().splitlines()[-1]))
+    return records
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> str:
@@ -284,13 +298,13 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="64 images, RSS at 250 vs 2,000")
+    parser.add_argument("--quick", action="store_true", help="64 images; RSS at 250 and 2,000")
     parser.add_argument("--images", type=int, help="images timed (default 2,000; quick 64)")
     parser.add_argument("--rss-sizes", type=int, nargs=2, metavar=("SMALL", "LARGE"))
     parser.add_argument(
         "--rss-points",
         type=int,
-        help="sweep points of the RSS runs, around 0 (default 3; quick 2)",
+        help="sweep points of the RSS runs, around 0 (default 3; quick 1)",
     )
     parser.add_argument("--workers", type=int, help="DataLoader workers (default: the suite's)")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -322,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
         big, timed = Path(tmp) / "big", Path(tmp) / "timed"
         t0 = time.perf_counter()
-        paths = _make_folder(big, max(n, large), pixels, labels, classes)
+        made = max(n, large)
+        paths = _make_folder(big, made, pixels, labels, classes)
         _link_folder(timed, paths[:n])
         make_s = time.perf_counter() - t0
 
@@ -331,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         state = Path(tmp) / "model.pt"
         torch.save(model.state_dict(), state)
         _warm_up(model, bs)
+        load_before = os.getloadavg()[0]
         load_s, eval_s, result = _suite(timed, ANGLES, state, batch_size=bs, workers=workers)
         suite_s = load_s + eval_s
         t0 = time.perf_counter()
@@ -340,44 +356,47 @@ def main(argv: list[str] | None = None) -> int:
         once = _decode_once(timed, ANGLES, state, batch_size=bs, workers=workers)
         once_s = time.perf_counter() - t0
 
-        rss_small = _rss(big, state, small, max(n, large), args, rss_points)
-        rss_large = _rss(big, state, large, max(n, large), args, rss_points)
+        suite_pred = result.predictions.points
+        clean_suite = result.summary.clean_accuracy
+        clean_once = float((once[ANGLES.index(0.0)] == result.predictions.labels).mean())
+        work = n * len(ANGLES)
+        print(
+            f"images: {n:,} JPEGs {SIZE}x{SIZE} q90 from CIFAR-10 (made {made:,} in {make_s:.1f} s)"
+        )
+        print(
+            f"sweep: rotation {ANGLES[0]:g}..{ANGLES[-1]:g} step 5 ({len(ANGLES)} points)  "
+            f"batch size: {bs}  workers: {workers}  threads: {torch.get_num_threads()}"
+        )
+        print(
+            f"model: small CNN, seeded random convs + ridge-fitted head ({head_accuracy:.1%} "
+            f"on its fit images); classes predicted: {len(np.unique(suite_pred))}"
+        )
+        rows = (
+            ("(1) suite load+evaluate", suite_s),
+            ("      load (list + hash)", load_s),
+            ("      evaluate", eval_s),
+            ("(2) ImageFolder per point", plain_s),
+            ("(3) ImageFolder decode once", once_s),
+        )
+        for label, seconds in rows:
+            print(f"{label:<29}{seconds:7.2f} s  {work / seconds:8,.0f} images x points/s")
+        print(
+            f"clean accuracy: suite {clean_suite:.4f}  (3) at 0 deg {clean_once:.4f}  "
+            f"difference {clean_once - clean_suite:+.4f}"
+        )
+        print(
+            f"predictions equal to the suite's: (2) {_agreement(plain, suite_pred)}  "
+            f"(3) {_agreement(once, suite_pred)}"
+        )
+        print(f"suite vs (2): {plain_s / suite_s:.2f}x  suite vs (3): {once_s / suite_s:.2f}x")
+        print(f"load average (1 min) before / after the timings: {load_before:.1f} / ", end="")
+        print(f"{os.getloadavg()[0]:.1f} (other jobs on the machine skew the timings)", flush=True)
 
-    suite_pred = result.predictions.points
-    clean_suite = result.summary.clean_accuracy
-    clean_once = float((once[ANGLES.index(0.0)] == result.predictions.labels).mean())
-    work = n * len(ANGLES)
-    made = max(n, large)
-    print(f"images: {n:,} JPEGs {SIZE}x{SIZE} q90 from CIFAR-10 (made {made:,} in {make_s:.1f} s)")
-    print(
-        f"sweep: rotation {ANGLES[0]:g}..{ANGLES[-1]:g} step 5 ({len(ANGLES)} points)  "
-        f"batch size: {bs}  workers: {workers}  threads: {torch.get_num_threads()}"
-    )
-    print(
-        f"model: small CNN, seeded random convs + ridge-fitted head ({head_accuracy:.1%} on "
-        f"its fit images); classes predicted: {len(np.unique(suite_pred))}"
-    )
-    rows = (
-        ("(1) suite load+evaluate", suite_s),
-        ("      load (list + hash)", load_s),
-        ("      evaluate", eval_s),
-        ("(2) ImageFolder per point", plain_s),
-        ("(3) ImageFolder decode once", once_s),
-    )
-    for label, seconds in rows:
-        print(f"{label:<29}{seconds:7.2f} s  {work / seconds:8,.0f} images x points/s")
-    print(
-        f"clean accuracy: suite {clean_suite:.4f}  (3) at 0 deg {clean_once:.4f}  "
-        f"difference {clean_once - clean_suite:+.4f}"
-    )
-    print(
-        f"predictions equal to the suite's: (2) {_agreement(plain, suite_pred)}  "
-        f"(3) {_agreement(once, suite_pred)}"
-    )
-    print(f"suite vs (2): {plain_s / suite_s:.2f}x faster  suite vs (3): {once_s / suite_s:.2f}x")
+        rss_small, rss_large = _rss(big, state, (small, large), made, args, rss_points)
+
     print(
         f"peak RSS of the evaluating process (suite load + evaluate, {rss_points} sweep "
-        "point(s), a fresh process each):"
+        "point(s), a fresh process each, side by side):"
     )
     for rss in (rss_small, rss_large):
         print(
