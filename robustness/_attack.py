@@ -38,21 +38,16 @@ from geomrobust.robustness._attack_config import (
 )
 from geomrobust.robustness._attack_result import OUTCOMES, AttackResult, attack_result
 from geomrobust.robustness._engine import (
-    STREAM_BLOCK_BATCHES,
     EvalData,
     Shard,
     ShardResult,
-    _check_inputs,
-    _default_record,
-    _Runner,
+    _Plan,
     merge_shards,
-    plan_shards,
-    weights_digest,
 )
 from geomrobust.robustness._eval_errors import EvalInputError
 from geomrobust.robustness._eval_options import EvalOptions
 from geomrobust.robustness._io import PartialStore
-from geomrobust.robustness._results import DataRecord, ModelRecord
+from geomrobust.robustness._results import ModelRecord
 from geomrobust.robustness._runtime import versions
 from geomrobust.transforms import AffineParams
 from geomrobust.transforms.datasets import FolderDataset
@@ -62,7 +57,7 @@ __all__ = ["AttackPlan", "attack"]
 log = logging.getLogger("geomrobust.eval")
 
 
-class AttackPlan:
+class AttackPlan(_Plan):
     """One attack, checked and ready to run image block by image block.
 
     Args:
@@ -70,8 +65,6 @@ class AttackPlan:
             :func:`~geomrobust.robustness.evaluate`.
         config: The box, draws and grid.
     """
-
-    image_major = True  # a block's outcomes are computed together
 
     def __init__(
         self,
@@ -84,49 +77,16 @@ class AttackPlan:
         record: ModelRecord | None = None,
         assumptions: Sequence[str] = (),
     ) -> None:
-        _check_inputs(model, data)
         if not isinstance(config, AttackConfig):
             raise EvalInputError(f"config must be an AttackConfig; got {type(config).__name__}")
-        options = options or EvalOptions()
-        self.model, self.data, self.config, self.options = model, data, config, options
-        self.runner = _Runner(model, data, options, device)
+        self.config = config
         self.rows = OUTCOMES
         self.label = f"attack {config.preset or 'custom'}"
-        self.record = record or _default_record(model, options, data.num_classes)
-        self.assumptions = tuple(assumptions)
-        self.transform = options.transform_record()
-        self.preprocess = options.preprocess.to_dict()
-        self.data_record = DataRecord(
-            data.name,
-            data.split,
-            len(data),
-            data.fingerprint.to_dict(),
-            max_images=getattr(data, "max_images", None),
-            folder=data.data_record() if isinstance(data, FolderDataset) else None,
-        )
-        self.labels = data.labels.numpy().astype(np.int64, copy=False)
+        self._setup(model, data, options, device, record, assumptions)
         self.size: tuple[int, int] | None = None  # (H, W) seen by the model
 
-    @property
-    def n_images(self) -> int:
-        return len(self.data)
-
-    def shards(self) -> tuple[Shard, ...]:
-        """Blocks of :data:`STREAM_BLOCK_BATCHES` batches, all outcomes each."""
-        n = self.n_images
-        per = min(n, STREAM_BLOCK_BATCHES * self.options.batch_size)
-        return plan_shards(len(self.rows), n, images_per_shard=per, image_major=True)
-
     def partial_key(self) -> dict[str, Any]:
-        return {
-            "attack": self.config.to_dict(),
-            "weights_sha256": weights_digest(self.model),
-            "checkpoint_sha256": self.record.checkpoint_sha256,
-            "normalisation": [self.options.mean, self.options.std],
-            "data": self.data_record.to_dict(),
-            "transform": self.transform.to_dict(),
-            "preprocess": self.preprocess,
-        }
+        return {"attack": self.config.to_dict(), **self._common_key()}
 
     def run(
         self,
@@ -233,15 +193,6 @@ class AttackPlan:
                     break
         rows = (clean, random, pair, best_pred, best_draw, first_fail)
         return torch.stack([r.to(torch.int64) for r in rows]).cpu().numpy()
-
-    def run_record(self, **extra: Any) -> dict[str, Any]:
-        return {
-            "device": str(self.runner.device),
-            "dtype": str(self.runner.dtype).removeprefix("torch."),
-            "batch_size": self.options.batch_size,
-            "threads": torch.get_num_threads(),
-            **extra,
-        }
 
     def result(
         self, outcomes: np.ndarray, *, run: Mapping[str, Any], probs: Any = None

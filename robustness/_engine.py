@@ -479,7 +479,71 @@ def _default_record(model: nn.Module, options: EvalOptions, num_classes: int) ->
     )
 
 
-class EvalPlan:
+class _Plan:
+    """What an evaluation and an attack plan share: checked inputs, the runner, the
+    records of model, data, transform and preprocessing, image blocks of all rows, the
+    resume key's common part and the ``run`` record. Subclasses set ``rows`` and ``label``
+    and call :meth:`_setup`."""
+
+    image_major = True  # a block's rows are computed together (decoded once)
+    rows: Sequence[Any]
+
+    def _setup(self, model, data, options, device, record, assumptions) -> None:
+        _check_inputs(model, data)
+        options = options or EvalOptions()
+        if not isinstance(options, EvalOptions):
+            raise EvalInputError(f"options must be an EvalOptions; got {type(options).__name__}")
+        self.model, self.data, self.options = model, data, options
+        self.runner = _Runner(model, data, options, device)
+        self.record = record or _default_record(model, options, data.num_classes)
+        self.assumptions = tuple(assumptions)
+        self.transform = options.transform_record()
+        self.preprocess = options.preprocess.to_dict()
+        self.data_record = DataRecord(
+            data.name,
+            data.split,
+            len(data),
+            data.fingerprint.to_dict(),
+            max_images=getattr(data, "max_images", None),
+            folder=data.data_record() if isinstance(data, FolderDataset) else None,
+        )
+        self.labels = data.labels.numpy().astype(np.int64, copy=False)
+
+    @property
+    def n_images(self) -> int:
+        return len(self.data)
+
+    def shards(self) -> tuple[Shard, ...]:
+        """The shards of a run in one process: blocks of :data:`STREAM_BLOCK_BATCHES`
+        batches with all rows each (every image decoded once, the clean top-1 class known
+        to every row; a finished block is saved for ``resume``)."""
+        n = self.n_images
+        per = min(n, STREAM_BLOCK_BATCHES * self.options.batch_size)
+        return plan_shards(len(self.rows), n, images_per_shard=per, image_major=True)
+
+    def _common_key(self) -> dict[str, Any]:
+        return {
+            "weights_sha256": weights_digest(self.model),
+            "checkpoint_sha256": self.record.checkpoint_sha256,
+            "normalisation": [self.options.mean, self.options.std],
+            "data": self.data_record.to_dict(),
+            "transform": self.transform.to_dict(),
+            "preprocess": self.preprocess,
+        }
+
+    def run_record(self, **extra: Any) -> dict[str, Any]:
+        """The ``run`` fields every result has (device, dtype, batch size, threads), and
+        ``extra``."""
+        return {
+            "device": str(self.runner.device),
+            "dtype": str(self.runner.dtype).removeprefix("torch."),
+            "batch_size": self.options.batch_size,
+            "threads": torch.get_num_threads(),
+            **extra,
+        }
+
+
+class EvalPlan(_Plan):
     """One evaluation, checked and ready to run shard by shard.
 
     :func:`evaluate` runs every shard of a plan in one process; each rank of a distributed
@@ -504,53 +568,14 @@ class EvalPlan:
         record: ModelRecord | None = None,
         assumptions: Sequence[str] = (),
     ) -> None:
-        _check_inputs(model, data)
         self.sweep = _as_sweep(sweep)
-        options = options or EvalOptions()
-        if not isinstance(options, EvalOptions):
-            raise EvalInputError(f"options must be an EvalOptions; got {type(options).__name__}")
-        self.model, self.data, self.options = model, data, options
-        self.runner = _Runner(model, data, options, device)
         self.rows, self.clean_row = work_rows(self.sweep)
         self.label = f"eval {self.sweep.name}"
-        self.image_major = True  # a block's rows are computed together (decoded once)
-        self.record = record or _default_record(model, options, data.num_classes)
-        self.assumptions = tuple(assumptions)
-        self.transform = options.transform_record()
-        self.data_record = DataRecord(
-            data.name,
-            data.split,
-            len(data),
-            data.fingerprint.to_dict(),
-            max_images=getattr(data, "max_images", None),
-            folder=data.data_record() if isinstance(data, FolderDataset) else None,
-        )
-        self.preprocess = options.preprocess.to_dict()
-        self.labels = data.labels.numpy().astype(np.int64, copy=False)
-
-    @property
-    def n_images(self) -> int:
-        return len(self.data)
-
-    def shards(self) -> tuple[Shard, ...]:
-        """The shards of a run in one process: blocks of :data:`STREAM_BLOCK_BATCHES`
-        batches with all rows each (every image decoded once, the clean top-1 class known
-        to every row; a finished block is saved for ``resume``)."""
-        n = self.n_images
-        per = min(n, STREAM_BLOCK_BATCHES * self.options.batch_size)
-        return plan_shards(len(self.rows), n, images_per_shard=per, image_major=True)
+        self._setup(model, data, options, device, record, assumptions)
 
     def partial_key(self) -> dict[str, Any]:
         """What a saved partial must match to be resumed: weights, data, sweep, options."""
-        return {
-            "weights_sha256": weights_digest(self.model),
-            "checkpoint_sha256": self.record.checkpoint_sha256,
-            "normalisation": [self.options.mean, self.options.std],
-            "data": self.data_record.to_dict(),
-            "sweep": self.sweep.to_dict(),
-            "transform": self.transform.to_dict(),
-            "preprocess": self.preprocess,
-        }
+        return {**self._common_key(), "sweep": self.sweep.to_dict()}
 
     def run(
         self,
@@ -604,17 +629,6 @@ class EvalPlan:
             labels, scored = labels[valid], pred[valid]
         confusion = confusion_matrix(labels, scored, self.data.num_classes)
         return ShardResult(shard, pred, int(np.trace(confusion)), confusion, probs)
-
-    def run_record(self, **extra: Any) -> dict[str, Any]:
-        """The ``run`` fields every result has (device, dtype, batch size, threads), and
-        ``extra``."""
-        return {
-            "device": str(self.runner.device),
-            "dtype": str(self.runner.dtype).removeprefix("torch."),
-            "batch_size": self.options.batch_size,
-            "threads": torch.get_num_threads(),
-            **extra,
-        }
 
     def result(
         self,

@@ -166,11 +166,8 @@ def write_attack(result, out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
-
-    from geomrobust.robustness import EvalInputError
+    from geomrobust.robustness import EvalInputError, attack
     from geomrobust.robustness._distributed import launch_from_env
-    from geomrobust.robustness._engine import merge_shards
     from geomrobust.robustness._io import PartialStore
     from geomrobust.transforms.datasets import DatasetError
 
@@ -183,22 +180,22 @@ def run(args: argparse.Namespace) -> int:
     if already_complete(out, resume=args.resume, partial=partial):
         return 0
     check_out(out, args.force)
-    plan = _plan(args)
+    config = attack_config(args)
+    data, loaded, device, options = image_inputs(args)
     try:
-        store = PartialStore(partial, plan.partial_key(), plan.n_images)
-        store.start(resume=args.resume)
-        started = time.perf_counter()
-        shards = plan.shards()
-        with progress_bar(args.progress, plan.n_images, plan.label) as bar:
-            results, computed = plan.run(shards, store=store, progress=bar.update)
-        outcomes = merge_shards(results, n_rows=len(plan.rows), n_images=plan.n_images)
-        record = plan.run_record(
-            shards=len(shards),
-            shards_computed=computed,
-            shards_resumed=len(shards) - computed,
-            elapsed_s=round(time.perf_counter() - started, 3),
-        )
-        result = plan.result(outcomes, run=record)
+        with progress_bar(args.progress, len(data), f"attack {config.preset or 'custom'}") as bar:
+            result = attack(
+                loaded.model,
+                data,
+                config,
+                options=options,
+                device=device,
+                record=loaded.record,
+                assumptions=loaded.assumptions,
+                partial=partial,
+                resume=args.resume,
+                progress=bar.update,
+            )
     except (EvalInputError, DatasetError):
         if partial.is_dir() and not any(partial.rglob("*.npy")):
             PartialStore(partial, {}, 0).discard()  # nothing finished: leave no trace
