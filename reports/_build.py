@@ -24,6 +24,7 @@ from geomrobust.reports._flips import flip_table
 from geomrobust.reports._html import render_html
 from geomrobust.reports._inputs import EvalEntry, Group, ReportError, group_results, read_inputs
 from geomrobust.reports._markdown import render_markdown
+from geomrobust.reports._seeds import seed_table
 from geomrobust.reports._tables import model_table, pair_table, summary_csv, summary_rows
 
 __all__ = ["REPORT_FILES", "ReportFiles", "build_report"]
@@ -385,7 +386,9 @@ def build_report(
                     if key not in flops_of:
                         flops_of[key] = _flops(e, data_cache.get(e))
                 flops = {e.label: flops_of[(e.label, e.result.data.dataset)] for e in group.entries}
-                sections.append(GroupSection(group, model_table(group, flops), figs))
+                sections.append(
+                    GroupSection(group, model_table(group, flops), figs, seed_table(group))
+                )
             attacks = [_attack_section(g, writer, colours) for g in attack_groups]
             pairs = None
             if pair_entries:

@@ -9,6 +9,7 @@ from typing import Any
 from geomrobust.reports._attack import AttackGroup
 from geomrobust.reports._flips import FlipTable
 from geomrobust.reports._inputs import Group
+from geomrobust.reports._seeds import SeedRow
 from geomrobust.reports._tables import ModelRow
 
 __all__ = [
@@ -49,6 +50,7 @@ class GroupSection:
     group: Group
     rows: list[ModelRow]
     figures: list[FigureRecord] = field(default_factory=list)
+    seeds: list[SeedRow] | None = None
 
 
 @dataclass

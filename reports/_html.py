@@ -25,6 +25,7 @@ from geomrobust.reports._document import (
     versus_text,
 )
 from geomrobust.reports._flips import FlipTable
+from geomrobust.reports._seeds import SEEDS_INTRO, SeedRow, difference_text, seed_text
 
 __all__ = ["render_html"]
 
@@ -109,10 +110,32 @@ def _group(section: GroupSection, colours: dict[str, str]) -> str:
             f"<td>{mean_cell}</td><td class=wide>{escape(mcnemar)}</td></tr>"
         )
     figures = "".join(_figure(f) for f in section.figures)
+    seeds = _seeds(section.seeds, colours) if section.seeds else ""
     return (
         f'<section id="{escape(g.slug)}"><h2>{escape(g.title)}</h2>'
         f'<p class="meta">{meta}</p>'
-        f"<table>{head}{''.join(body)}</table>{figures}</section>"
+        f"<table>{head}{''.join(body)}</table>{seeds}{figures}</section>"
+    )
+
+
+def _seeds(rows: list[SeedRow], colours: dict[str, str]) -> str:
+    head = (
+        '<tr><th class="name">model</th><th>seeds</th><th>clean</th><th>mean</th>'
+        "<th>Δ clean vs first</th><th>Δ mean vs first</th></tr>"
+    )
+    body = []
+    for i, row in enumerate(rows):
+        cls = ' class="reference"' if i == 0 else ""
+        body.append(
+            f'<tr{cls}><td class="name">{_swatch(colours.get(row.label))}{escape(row.label)}'
+            f"</td><td>{escape(', '.join(str(s) for s in row.seeds))}</td>"
+            f"<td>{seed_text(row.own_clean)}</td><td>{seed_text(row.own_mean)}</td>"
+            f"<td>{escape(difference_text(row.clean, row.why_not_paired))}</td>"
+            f"<td>{escape(difference_text(row.mean, row.why_not_paired))}</td></tr>"
+        )
+    return (
+        f'<h3>Across training seeds</h3><p class="meta">{escape(SEEDS_INTRO)}</p>'
+        f"<table>{head}{''.join(body)}</table>"
     )
 
 

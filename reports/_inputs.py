@@ -104,12 +104,17 @@ class Group:
     Attributes:
         slug: Short file-name-safe id (``"g1-scale"``), used for figure names.
         title: Heading, e.g. ``"Scale sweep (11 points) on digits/test"``.
-        entries: The results, in the order given; the first is the reference of comparisons.
+        entries: One result per model, in the order given; the first is the reference of
+            comparisons. A model given with several training seeds is shown by its lowest
+            seed's result.
+        seeds: For models given with several training seeds: the label and every seed's
+            result, lowest seed first (:func:`geomrobust.robustness.seed_groups`).
     """
 
     slug: str
     title: str
     entries: tuple[EvalEntry, ...]
+    seeds: tuple[tuple[str, tuple[EvalEntry, ...]], ...] = ()
 
     @property
     def first(self) -> EvalResult:
@@ -157,10 +162,12 @@ def _load_attack(path: Path) -> AttackResult:
 
 
 def _identity(result: _Result, path: Path) -> tuple[str, str]:
-    """A model is its name and weights (sha256, else the checkpoint as given); results that
-    record neither are taken to be of the same model when their names agree."""
+    """A model is its name and training recipe (so that its training seeds share a label),
+    else its weights (sha256, else the checkpoint as given); results that record none of
+    them are taken to be of the same model when their names agree."""
     model = result.model
-    return model.name, model.checkpoint_sha256 or model.checkpoint or ""
+    recipe = getattr(model, "training_recipe", None)
+    return model.name, recipe or model.checkpoint_sha256 or model.checkpoint or ""
 
 
 def _short_checkpoint(checkpoint: str | None, path: Path) -> str:
@@ -297,22 +304,36 @@ def _slug(text: str) -> str:
 def group_results(entries: Sequence[EvalEntry]) -> list[Group]:
     """Group results by (sweep points, data, transform convention), in order of appearance.
 
+    Results of one model with different training seeds (the same label, distinct
+    ``model.training_seed``) become one entry and the group's :attr:`Group.seeds`.
+
     Raises:
-        ReportError: the same model appears twice in one group.
+        ReportError: the same model appears twice in one group other than as distinct
+            training seeds.
     """
     order: dict[str, list[EvalEntry]] = {}
     for entry in entries:
         order.setdefault(_group_key(entry.result), []).append(entry)
     groups = []
-    for i, members in enumerate(order.values(), start=1):
-        labels = [e.label for e in members]
-        for label in labels:
-            if labels.count(label) > 1:
-                paths = ", ".join(str(e.path) for e in members if e.label == label)
+    for i, given in enumerate(order.values(), start=1):
+        by_label: dict[str, list[EvalEntry]] = {}
+        for entry in given:
+            by_label.setdefault(entry.label, []).append(entry)
+        seeds = []
+        for label, same in by_label.items():
+            if len(same) == 1:
+                continue
+            trained = [e.result.model.training_seed for e in same]
+            if None in trained or len(set(trained)) < len(trained):
+                paths = ", ".join(str(e.path) for e in same)
                 raise ReportError(
                     f"model {label!r} appears twice on the same sweep and data ({paths}); "
-                    "pass each result once"
+                    "pass each result once (results of one model with different training "
+                    "seeds are shown together only when their checkpoints record the seeds)"
                 )
+            seeds.append((label, tuple(sorted(same, key=lambda e: e.result.model.training_seed))))
+        first_of = dict(seeds)
+        members = [first_of.get(label, same)[0] for label, same in by_label.items()]
         r = members[0].result
         name = r.sweep.name or "custom"
         title = f"{_SWEEP_TITLES.get(name, f'Sweep {name!r}')} ({len(r.sweep)} points)"
@@ -321,5 +342,5 @@ def group_results(entries: Sequence[EvalEntry]) -> list[Group]:
             title += f", {r.transform.interpolation}"
             if r.transform.fill is not None:
                 title += f", fill {r.transform.fill_spec or list(r.transform.fill)}"
-        groups.append(Group(f"g{i}-{_slug(name)}", title, tuple(members)))
+        groups.append(Group(f"g{i}-{_slug(name)}", title, tuple(members), tuple(seeds)))
     return groups

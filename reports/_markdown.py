@@ -17,6 +17,7 @@ from geomrobust.reports._document import (
     versus_text,
 )
 from geomrobust.reports._flips import FlipTable
+from geomrobust.reports._seeds import SEEDS_INTRO, SeedRow, difference_text, seed_text
 
 __all__ = ["md_escape", "render_markdown"]
 
@@ -89,9 +90,27 @@ def _group(section: GroupSection) -> list[str]:
     header += ["consistency", "Δ mean vs first", "McNemar vs first (Holm-corrected)"]
     lines += _table(header, rows)
     lines.append("")
+    if section.seeds:
+        lines += _seeds(section.seeds)
     for fig in section.figures:
         lines += _figure(fig)
     return lines
+
+
+def _seeds(rows: list[SeedRow]) -> list[str]:
+    table = [
+        [
+            md_escape(row.label),
+            ", ".join(str(s) for s in row.seeds),
+            seed_text(row.own_clean),
+            seed_text(row.own_mean),
+            md_escape(difference_text(row.clean, row.why_not_paired)),
+            md_escape(difference_text(row.mean, row.why_not_paired)),
+        ]
+        for row in rows
+    ]
+    header = ["model", "seeds", "clean", "mean", "Δ clean vs first", "Δ mean vs first"]
+    return ["### Across training seeds", "", md_escape(SEEDS_INTRO), "", *_table(header, table), ""]
 
 
 def _pairs(section: PairSection) -> list[str]:

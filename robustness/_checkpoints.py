@@ -7,6 +7,8 @@ channels and classes, the normalisation to use, and what had to be assumed.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -200,6 +202,28 @@ def load_for_folder(
     return data, loaded
 
 
+# What a training run's record holds beyond its recipe: the seed and what follows from the seed
+# (the split, the selected epoch, the figures) or from the machine (times, threads).
+_NOT_RECIPE = frozenset(
+    ("seed", "split", "best_epoch", "epochs_run", "wall_time_s", "threads", "validation")
+)
+
+
+def training_identity(training: Mapping[str, Any]) -> dict[str, Any]:
+    """``training_seed`` and ``training_recipe`` of a checkpoint's training record.
+
+    The recipe is the sha256 of the record's settings (model, optimiser, schedule, data,
+    augmentation...) without the seed and what follows from it; two checkpoints with the
+    same recipe and different seeds are two training runs of one model.
+    """
+    seed = training.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        return {"training_seed": None, "training_recipe": None}
+    recipe = {k: v for k, v in training.items() if k not in _NOT_RECIPE}
+    text = json.dumps(recipe, sort_keys=True, default=str)
+    return {"training_seed": seed, "training_recipe": hashlib.sha256(text.encode()).hexdigest()}
+
+
 def _describe(
     checkpoint, path, net, meta, *, data, model, model_args, mean, std, pairs, outputs=None
 ) -> LoadedModel:
@@ -288,6 +312,7 @@ def _describe(
         normalisation_source=source,
         model_args=dict(model_args or {}),
         checkpoint_unwrapped=tuple(meta.unwrapped),
+        **training_identity(meta.training),
     )
     for note in meta.unwrapped:
         log.info("checkpoint %s: removed the %s to load it", checkpoint, note)

@@ -186,6 +186,12 @@ class ModelRecord:
         checkpoint_unwrapped: What was removed from a plain state dict to load it, in order:
             a training state's wrapper key (``"state_dict key 'state_dict'"``) and key
             prefixes (``"prefix 'module.'"``, ``"prefix '_orig_mod.'"``).
+        training_seed: The seed the checkpoint records it was trained with (``geomrobust
+            train``), or ``None``.
+        training_recipe: sha256 of the checkpoint's training settings without the seed and
+            what follows from it (split, best epoch, times, validation figures), or
+            ``None``: results whose checkpoints share the name and the recipe but not the
+            seed are seeds of one model (:func:`geomrobust.robustness.seed_groups`).
     """
 
     name: str
@@ -199,6 +205,8 @@ class ModelRecord:
     normalisation_source: str = "none"
     model_args: Mapping[str, Any] = field(default_factory=dict)
     checkpoint_unwrapped: tuple[str, ...] = ()
+    training_seed: int | None = None
+    training_recipe: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -213,6 +221,8 @@ class ModelRecord:
             "normalisation_source": self.normalisation_source,
             "model_args": dict(self.model_args),
             "checkpoint_unwrapped": list(self.checkpoint_unwrapped),
+            "training_seed": self.training_seed,
+            "training_recipe": self.training_recipe,
         }
 
     @classmethod
@@ -232,6 +242,8 @@ class ModelRecord:
             normalisation_source=data.get("normalisation_source", "none"),
             model_args=dict(data.get("model_args") or {}),
             checkpoint_unwrapped=tuple(data.get("checkpoint_unwrapped") or ()),
+            training_seed=data.get("training_seed"),
+            training_recipe=data.get("training_recipe"),
         )
 
 

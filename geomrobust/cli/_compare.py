@@ -1,4 +1,5 @@
-"""``geomrobust compare``: two eval results, or two attack results, image by image."""
+"""``geomrobust compare``: two eval results, or two attack results, image by image; or two
+models given several training seeds each, across seeds and per seed pair."""
 
 from __future__ import annotations
 
@@ -26,11 +27,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "and the transform convention. Two attack results (geomrobust attack): per mode "
             "(clean, random, worst-of-k, grid) the accuracies, their difference and an exact "
             "McNemar p-value on the per-image outcomes; both must share the data, the attack "
-            "settings (box, k, grid, seed, canvas padding) and the transform convention."
+            "settings (box, k, grid, seed, canvas padding) and the transform convention. "
+            "Several eval results per model (one per training seed: same data and sweep, "
+            "checkpoints with the same training settings and different --seed): the mean "
+            "accuracy of each model over seeds and the difference A - B with a 95 % "
+            "Student-t interval over seed pairs (seed s of A with seed s of B; run-to-run "
+            "variation: would it hold if both were trained again?), then each seed pair's "
+            "per-image paired tests (test-set sampling variation: would it hold on other "
+            "images?). A is the model of the first result given."
         ),
     )
-    c.add_argument("a", type=Path, metavar="A.json")
-    c.add_argument("b", type=Path, metavar="B.json")
+    c.add_argument(
+        "results",
+        type=Path,
+        nargs="+",
+        metavar="RESULT.json",
+        help="A.json B.json; or each model's results, one per training seed, in any order",
+    )
     c.add_argument(
         "--resamples",
         type=int,
@@ -60,8 +73,17 @@ def run(args: argparse.Namespace) -> int:
         check_out(args.out, args.force, example="comparison.json")
     if args.resamples < 1:
         raise UsageError(f"--resamples must be >= 1; got {args.resamples}")
-    attacks = [_schema(p) == ATTACK_SCHEMA for p in (args.a, args.b)]
-    cmp = _attacks(args, attacks) if any(attacks) else _evals(args)
+    if len(args.results) < 2:
+        raise UsageError("compare needs two results (A.json B.json), or several per model")
+    attacks = [_schema(p) == ATTACK_SCHEMA for p in args.results]
+    if any(attacks):
+        if len(args.results) != 2:
+            raise UsageError("attack results are compared two at a time: A.json B.json")
+        cmp = _attacks(args, attacks)
+    elif len(args.results) == 2:
+        cmp = _evals(args)
+    else:
+        cmp = _seeds(args)
     if args.out is not None:
         write_json_atomic(args.out, cmp.to_dict())
         print(f"wrote {args.out}")
@@ -72,7 +94,7 @@ def _evals(args: argparse.Namespace):
     from geomrobust.robustness import compare_results, load_result
     from geomrobust.transforms import AffineParams
 
-    a, b = load_result(args.a), load_result(args.b)
+    a, b = (load_result(p) for p in args.results)
     cmp = compare_results(a, b, resamples=args.resamples, seed=args.seed)
     print(f"A: {cmp.model_a}\nB: {cmp.model_b}\nn = {cmp.n} images")
     head = ("point", "acc A", "acc B", "A - B", "A only", "B only", "McNemar p")
@@ -109,7 +131,7 @@ def _attacks(args: argparse.Namespace, attacks: list[bool]):
     # mix whatever they hold.
     a, b = (
         load_attack_result(p) if is_attack else load_result(p, with_predictions=False)
-        for p, is_attack in zip((args.a, args.b), attacks, strict=True)
+        for p, is_attack in zip(args.results, attacks, strict=True)
     )
     cmp = compare_attack_results(a, b)
     s = cmp.attack
@@ -130,5 +152,50 @@ def _attacks(args: argparse.Namespace, attacks: list[bool]):
         print(
             f"{_MODE_NAMES[m.mode]:<12} {m.accuracy_a:7.4f} {m.accuracy_b:7.4f} "
             f"{m.difference:+8.4f} {m.only_a:7d} {m.only_b:7d} {m.mcnemar_p:10.3g}"
+        )
+    return cmp
+
+
+def _interval(ci) -> str:
+    return "n/a (one seed)" if ci is None else f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"
+
+
+def _seeds(args: argparse.Namespace):
+    from geomrobust.robustness import compare_seeds, load_result, seed_groups
+
+    results = [load_result(p) for p in args.results]
+    groups = seed_groups(results)
+    if len(groups) != 2:
+        names = [f"{results[g[0]].model.name} ({len(g)} result(s))" for g in groups]
+        raise UsageError(
+            f"the results are of {len(groups)} models, {names}; compare takes two models. "
+            "Results are seeds of one model when their checkpoints record the same training "
+            "settings and different seeds"
+        )
+    a, b = ([results[i] for i in g] for g in groups)
+    cmp = compare_seeds(a, b, resamples=args.resamples, seed=args.seed)
+    seeds = ", ".join(str(s) for s in cmp.seeds)
+    print(f"A: {cmp.model_a}\nB: {cmp.model_b}\nseeds: {seeds}; n = {cmp.n} images per result")
+    print(
+        "\nacross seeds (run-to-run variation): mean accuracy over seeds, A - B with a 95% "
+        f"t-interval over the {len(cmp.seeds)} seed pairs"
+    )
+    head = ("point", "acc A", "acc B", "A - B", "sd", "95% t-interval")
+    print(f"{head[0]:<28} {head[1]:>7} {head[2]:>7} {head[3]:>8} {head[4]:>7}  {head[5]}")
+    for row in (cmp.clean, *cmp.points, cmp.mean):
+        sd = "" if row.sd is None else f"{row.sd:.4f}"
+        print(
+            f"{row.label:<28} {row.mean_a:7.4f} {row.mean_b:7.4f} {row.difference:+8.4f} "
+            f"{sd:>7}  {_interval(row.ci95)}"
+        )
+    print(
+        "\nper seed pair, on the same images (test-set sampling variation): mean accuracy "
+        "A - B with its 95% paired bootstrap interval; clean McNemar p"
+    )
+    for s, c in zip(cmp.seeds, cmp.per_seed, strict=True):
+        lo, hi = c.mean_difference_ci95
+        print(
+            f"seed {s}: A - B {c.mean_accuracy_difference:+.4f} [{lo:+.4f}, {hi:+.4f}]; "
+            f"clean {c.clean.difference:+.4f}, McNemar p {c.clean.mcnemar_p:.3g}"
         )
     return cmp
