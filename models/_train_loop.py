@@ -6,11 +6,15 @@ Files beside ``OUT.safetensors``: ``OUT.log.jsonl`` (one record per epoch, kept)
 written atomically after every epoch, read with ``torch.load(weights_only=True)``, removed
 once the checkpoint is written).
 
-Determinism: the weights are drawn from ``seed`` inside :func:`torch.random.fork_rng`, the
-batches are shuffled by an explicit ``torch.Generator`` whose state is saved, augmentation
-is keyed by ``(seed, epoch, index)``, and each epoch runs under a global seed derived from
+Determinism: seeding is that of a plain PyTorch script, ``torch.manual_seed(seed)``, build
+the model, then shuffle with the stream that follows; here that stream is an explicit
+``torch.Generator`` (started from the global state after the build, inside
+:func:`torch.random.fork_rng`) whose state is saved. Augmentation is keyed by
+``(seed, epoch, index)``, and each epoch runs under a global seed derived from
 ``(seed, epoch)`` (restored afterwards), so an interrupted and resumed run gives the same
-weights as an uninterrupted one on the same machine and thread count.
+weights as an uninterrupted one on the same machine and thread count. Given the same initial
+weights and batch order, every step is the plain recipe's computation, bit for bit
+(``tests/models/test_train_ab.py``, ``benchmarks/train_ab.py``).
 """
 
 from __future__ import annotations
@@ -122,6 +126,7 @@ def fit(
     task: Task,
     config: TrainConfig,
     *,
+    shuffle: torch.Generator,
     out: str | os.PathLike[str],
     meta: CheckpointMeta,
     run_info: Mapping[str, Any],
@@ -136,6 +141,8 @@ def fit(
         model: Freshly built model (weights drawn from ``config.seed``), on its device.
         task: Batches and validation (see :class:`Task`).
         config: The settings.
+        shuffle: The batch-order generator (each epoch draws one ``torch.randperm``); its
+            state is saved for ``resume``.
         out: ``.safetensors`` path of the checkpoint.
         meta: Class names, normalisation, data fingerprint, ...; ``training`` is filled here.
         run_info: JSON facts of the run stored in ``training`` (split, data sizes), also
@@ -163,7 +170,6 @@ def fit(
         scheduler = torch.optim.lr_scheduler.StepLR(
             optimizer, step_size=config.step_size, gamma=config.step_gamma
         )
-    shuffle = torch.Generator().manual_seed(derive_seed(config.seed, 2))
     history: list[dict[str, Any]] = []
     best_acc, best_epoch, best_weights = -math.inf, 0, None
     done, wall = 0, 0.0

@@ -190,7 +190,9 @@ def train_pairs(
         generator=derive_seed(config.seed, 6),
     )
     c, h, w = dataset.image_shape
-    model = _build(config, in_channels=c, num_classes=num_classes, input_size=(h, w), device=dev)
+    model, shuffle = _build(
+        config, in_channels=c, num_classes=num_classes, input_size=(h, w), device=dev
+    )
     task = _PairTask(
         _subset(dataset, train_idx, part="training"),
         val_pairs,
@@ -223,6 +225,7 @@ def train_pairs(
         model,
         task,
         config,
+        shuffle=shuffle,
         out=out,
         meta=meta,
         run_info=run_info,

@@ -152,10 +152,18 @@ class _ClassifierTask:
         )
 
 
-def _build(config: TrainConfig, *, in_channels: int, num_classes: int, input_size, device):
+def _build(
+    config: TrainConfig, *, in_channels: int, num_classes: int, input_size, device
+) -> tuple[nn.Module, torch.Generator]:
+    """The model with its initial weights and the batch-order generator, seeded as a plain
+    PyTorch script does: ``torch.manual_seed(seed)``, build the model, then shuffle with the
+    stream that follows (the generator starts where the global one stands after the build).
+
+    The global RNG is left as it was.
+    """
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(config.seed, 0))
-        return build_model(
+        torch.manual_seed(config.seed)
+        model = build_model(
             config.model,
             in_channels=in_channels,
             num_classes=num_classes,
@@ -163,6 +171,9 @@ def _build(config: TrainConfig, *, in_channels: int, num_classes: int, input_siz
             device=device,
             **dict(config.model_args),
         )
+        shuffle = torch.Generator()
+        shuffle.set_state(torch.get_rng_state())
+    return model, shuffle
 
 
 def train_classifier(
@@ -214,7 +225,7 @@ def train_classifier(
     )
     mean, std = channel_stats(dataset.images[train_idx])
     c, h, w = dataset.image_shape
-    model = _build(
+    model, shuffle = _build(
         config, in_channels=c, num_classes=dataset.num_classes, input_size=(h, w), device=dev
     )
     task = _ClassifierTask(
@@ -236,6 +247,7 @@ def train_classifier(
         model,
         task,
         config,
+        shuffle=shuffle,
         out=out,
         meta=meta,
         run_info=run_info,
