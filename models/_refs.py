@@ -25,6 +25,11 @@ REFS: dict[str, str] = {
     "mnist-cnn-dcnv2": "mnist-cnn-dcnv2 (DCNv2 twin), same data and protocol",
     "mnist-cnn-aug": "mnist-cnn, same protocol with scale augmentation 0.5-1.5",
     "mnist-cnn-dcnv2-aug": "mnist-cnn-dcnv2, same protocol with scale augmentation 0.5-1.5",
+    **{
+        f"{name}-s{seed}": f"{name}, training seed {seed} (ref:{name} is seed 0)"
+        for name in ("mnist-cnn", "mnist-cnn-dcnv2", "mnist-cnn-aug", "mnist-cnn-dcnv2-aug")
+        for seed in (1, 2)
+    },
     "cifar-small": "cifar-small on 4,194 real CIFAR-10 training images",
     "cifar-small-dcn": "cifar-small-dcn (DCNv1 twin), same data and protocol",
     "pairs-mnist": "pair-net on MNIST transformation pairs (7 classes)",

@@ -203,9 +203,19 @@ def load_for_folder(
 
 
 # What a training run's record holds beyond its recipe: the seed and what follows from the seed
-# (the split, the selected epoch, the figures) or from the machine (times, threads).
+# (the split, the selected epoch, the figures), from the machine (times, threads), and the
+# figures of the same recipe's other seeds that a reference file lists.
 _NOT_RECIPE = frozenset(
-    ("seed", "split", "best_epoch", "epochs_run", "wall_time_s", "threads", "validation")
+    (
+        "seed",
+        "split",
+        "best_epoch",
+        "epochs_run",
+        "wall_time_s",
+        "threads",
+        "validation",
+        "other_seeds",
+    )
 )
 
 
