@@ -80,8 +80,11 @@ def read_checkpoint(path: Path) -> CheckpointFile:
         raise CheckpointNotFoundError(f"no checkpoint file at {path}{hint}", path=path)
     if path.is_dir():
         raise CheckpointNotFoundError(f"{path} is a folder, not a checkpoint file", path=path)
-    with path.open("rb") as f:
-        head = f.read(16)
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except PermissionError:
+        raise CheckpointFormatError(f"cannot read {path}: permission denied", path=path) from None
     if not head:
         raise CheckpointFormatError(f"{path} is empty (0 bytes); re-save or re-copy it", path=path)
     if len(head) > 8 and head[8:9] == b"{":

@@ -23,7 +23,7 @@ from geomrobust.robustness._attack_config import (
     AttackConfig,
 )
 from geomrobust.robustness._eval_errors import EvalInputError
-from geomrobust.robustness._io import _write_npz_atomic, predictions_path, write_json_atomic
+from geomrobust.robustness._io import predictions_path, write_with_predictions
 from geomrobust.robustness._metrics import wilson_interval
 from geomrobust.robustness._results import DataRecord, ModelRecord, TransformRecord
 from geomrobust.robustness._stability import pair_consistency
@@ -202,8 +202,7 @@ def write_attack_result(result: AttackResult, path: str | os.PathLike[str]) -> P
     if result.arrays is None:
         raise ValueError("attack result has no per-image outcomes to save")
     path = Path(path)
-    _write_npz_atomic(predictions_path(path), dict(result.arrays))
-    return write_json_atomic(path, result.to_dict())
+    return write_with_predictions(path, dict(result.arrays), result.to_dict())
 
 
 def load_attack_result(

@@ -46,7 +46,10 @@ def predictions_path(json_path: str | os.PathLike[str]) -> Path:
 
 
 def _atomic(path: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place."""
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place.
+
+    On failure nothing is left behind; an OS error (a full disk) names ``path``.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -55,9 +58,28 @@ def _atomic(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_with_predictions(
+    path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], data: Mapping[str, Any]
+) -> Path:
+    """Write the predictions file, then the result JSON, each atomically; if the JSON cannot
+    be written (a full disk), the predictions file is removed too: no half result is left."""
+    path = Path(path)
+    npz = predictions_path(path)
+    _write_npz_atomic(npz, arrays)
+    try:
+        return write_json_atomic(path, data)
+    except BaseException:
+        npz.unlink(missing_ok=True)
+        raise
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
@@ -83,8 +105,8 @@ def write_result(result: EvalResult, path: str | os.PathLike[str]) -> Path:
         raise ValueError("result has no predictions to save; evaluate() always attaches them")
     pts = result.sweep.points
     pred = result.predictions
-    _write_npz_atomic(
-        predictions_path(path),
+    return write_with_predictions(
+        path,
         {
             "labels": pred.labels,
             "clean": pred.clean,
@@ -94,8 +116,8 @@ def write_result(result: EvalResult, path: str | os.PathLike[str]) -> Path:
             "shift_px": np.array([p.shift_px for p in pts]).reshape(-1, 2),
             **_prob_arrays(pred),
         },
+        result.to_dict(),
     )
-    return write_json_atomic(path, result.to_dict())
 
 
 def _prob_arrays(pred: Predictions) -> dict[str, np.ndarray]:
@@ -122,8 +144,8 @@ def write_pair_result(result: Any, path: str | os.PathLike[str]) -> Path:
     if result.predictions is None:
         raise ValueError("pair result has no predictions to save; evaluate_pairs() attaches them")
     labels = np.arange(result.num_pairs) % len(result.class_names)
-    _write_npz_atomic(predictions_path(path), {"labels": labels, "predictions": result.predictions})
-    return write_json_atomic(path, result.to_dict())
+    arrays = {"labels": labels, "predictions": result.predictions}
+    return write_with_predictions(path, arrays, result.to_dict())
 
 
 def load_pair_result(path: str | os.PathLike[str], *, with_predictions: bool = True) -> Any:

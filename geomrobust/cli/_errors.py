@@ -3,19 +3,30 @@
 Library functions raise their own input errors (``EvalInputError``, ``CheckpointError``,
 ``DatasetError``, ``ReportError``), which name parameters, not flags; the command modules
 raise :class:`UsageError` for bad flags. Both end as one ``error: ...`` line on stderr with
-exit status 2 and no traceback (:func:`exit_status`); anything else is a bug and keeps its
-traceback (exit status 1).
+exit status 2 and no traceback (:func:`exit_status`). A full disk or a file that cannot be
+written is exit status 1 with one line naming the file; anything else is reported by
+:func:`unexpected` (exit status 1, the traceback only with ``-v``).
 """
 
 from __future__ import annotations
 
 import ast
+import errno
 import json
 import logging
 import re
 import sys
+import traceback
 
-__all__ = ["FlagsFilter", "UsageError", "as_flags", "exit_status", "input_errors", "print_error"]
+__all__ = [
+    "FlagsFilter",
+    "UsageError",
+    "as_flags",
+    "exit_status",
+    "input_errors",
+    "print_error",
+    "unexpected",
+]
 
 
 class UsageError(Exception):
@@ -102,4 +113,31 @@ def exit_status(exc: BaseException) -> int | None:
     if isinstance(exc, input_errors()):
         print_error(exc)
         return 2
+    if isinstance(exc, PermissionError):
+        what = f" {exc.filename}" if exc.filename else ""
+        print_error(f"cannot access{what}: permission denied; check the file's permissions")
+        return 2
     return None
+
+
+def unexpected(exc: BaseException, *, verbose: bool) -> int:
+    """Report a failure that is not bad input: one line (two with the ``-v`` hint); 1.
+
+    A full disk or another OS error while writing names the file; anything else is
+    ``unexpected <Type>: <message>``. ``verbose`` prints the traceback first.
+    """
+    if verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print_error(f"no space left on the device{where}; free some space and rerun")
+        if not verbose:
+            print("rerun with -v for the traceback", file=sys.stderr)
+        return 1
+    message = " ".join(str(exc).split())
+    if len(message) > 300:
+        message = message[:300] + "..."
+    print_error(f"unexpected {type(exc).__name__}: {message}")
+    if not verbose:
+        print("rerun with -v for the traceback", file=sys.stderr)
+    return 1

@@ -1,7 +1,9 @@
 """The ``geomrobust`` console script: one program, one subcommand per job.
 
 Bad input ends with a one-line ``error: ...`` on stderr and exit status 2 (no traceback;
-:mod:`geomrobust.cli._errors`); an unexpected failure exits 1.
+:mod:`geomrobust.cli._errors`). Anything else that reaches the entry point is reported as
+``error: unexpected <Type>: <message>`` with a hint to rerun with ``-v``, which prints the
+traceback, and exits 1: a user never sees a traceback unless they ask for one.
 """
 
 from __future__ import annotations
@@ -53,15 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"geomrobust {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
+    verbose = "log debug messages to stderr, and print the traceback of a failure"
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in _COMMANDS:
         command.add_parser(sub)
+    for command_parser in sub.choices.values():  # -v also after the command's name
+        command_parser.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose
+        )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    """Run the CLI; returns the exit status (0 ok, 1 failure, 2 bad input, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -80,5 +87,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         status = _errors.exit_status(exc)
         if status is None:
-            raise
+            status = _errors.unexpected(exc, verbose=args.verbose)
         return status

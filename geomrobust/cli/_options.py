@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 from geomrobust.cli._errors import UsageError
@@ -123,13 +124,34 @@ def floats(text: str | None, flag: str) -> tuple[float, ...] | None:
 
 
 def check_out(out: Path, force: bool, *, example: str = "result.json") -> None:
-    """``--out`` must be a file name, and new unless ``--force``."""
+    """``--out`` must be a file name, new unless ``--force``, in a folder we can write."""
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; give a file name such as {out / example}")
     if out.exists() and not force:
         raise UsageError(
             f"--out {out} already exists; pass --force to overwrite or choose another path"
         )
+    check_writable_folder(out.parent, flag="--out")
+
+
+def check_writable_folder(folder: Path, *, flag: str) -> None:
+    """Fail before any work when ``folder`` (or, if it does not exist yet, the nearest folder
+    above it, where it will be created) cannot be written: a probe file is created there."""
+    existing = folder if str(folder) else Path(".")
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{flag}: {existing} is a file, not a folder; choose another path")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".geomrobust-probe-"):
+            pass
+    except PermissionError:
+        raise UsageError(
+            f"{flag}: cannot write in {existing}: permission denied; choose a folder you "
+            "can write to"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot write in {existing}: {exc.strerror}") from None
 
 
 def progress_bar(show: bool, total: int, desc: str, *, unit: str = "img"):

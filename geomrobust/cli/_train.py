@@ -19,6 +19,7 @@ from geomrobust.cli._options import (
     add_progress,
     add_seed,
     add_threads,
+    check_writable_folder,
     resolve_device,
     set_threads,
 )
@@ -174,6 +175,7 @@ def _check_out(args: argparse.Namespace) -> None:
             f"{state} holds an interrupted run; pass --resume to continue it or --force to "
             "start over"
         )
+    check_writable_folder(out.parent, flag="--out")
 
 
 def run_training(train, config, args: argparse.Namespace) -> int:

@@ -1,0 +1,155 @@
+"""Hostile and broken inputs: every case ends in one ``error:`` line and an exit status, never
+a traceback; memory bombs are refused before they allocate (the tests that would allocate
+run in a subprocess under ``ulimit -v``)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from geomrobust.cli import main as run_cli
+from geomrobust.models import build_model, save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _stderr(capsys) -> list[str]:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert not any("Traceback" in line for line in err), err
+    return err
+
+
+def _error(capsys) -> str:
+    err = _stderr(capsys)
+    assert err, "nothing on stderr"
+    assert err[-1].startswith("error: "), err
+    return err[-1]
+
+
+# -- the backstop -------------------------------------------------------------------------
+
+
+def _failing(monkeypatch, exc: BaseException) -> None:
+    import geomrobust.cli._models as models_cmd
+
+    def boom(args):
+        raise exc
+
+    monkeypatch.setattr(models_cmd, "run_models", boom)
+
+
+def test_an_unexpected_error_is_one_line_and_exit_1(monkeypatch, capsys):
+    _failing(monkeypatch, RuntimeError("something\nbroke"))
+    assert run_cli(["models"]) == 1
+    err = _stderr(capsys)
+    assert err == [
+        "error: unexpected RuntimeError: something broke",
+        "rerun with -v for the traceback",
+    ]
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_verbose_prints_the_traceback(monkeypatch, capsys, where):
+    _failing(monkeypatch, RuntimeError("broke"))
+    argv = ["-v", "models"] if where == "before" else ["models", "-v"]
+    assert run_cli(argv) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert err.strip().splitlines()[-1] == "error: unexpected RuntimeError: broke"
+
+
+def test_a_full_disk_names_the_file(monkeypatch, capsys):
+    _failing(monkeypatch, OSError(errno.ENOSPC, "No space left on device", "/data/r.json"))
+    assert run_cli(["models"]) == 1
+    err = _stderr(capsys)
+    assert err[0] == (
+        "error: no space left on the device writing /data/r.json; free some space and rerun"
+    )
+
+
+# -- files we cannot read or write ------------------------------------------------------
+
+EVAL = ["eval", "--checkpoint", "ref:mnist-cnn", "--dataset", "digits", "--max-images", "40"]
+EVAL += ["--scales", "0.9,1", "--no-progress"]
+
+
+def test_an_unreadable_checkpoint(tmp_path, monkeypatch, capsys):
+    ckpt = tmp_path / "m.safetensors"
+    save_checkpoint(ckpt, build_model("mnist-cnn"))
+    real_open = Path.open
+
+    def no_read(self, *args, **kwargs):  # as chmod 000 does for a user without the rights
+        if self == ckpt:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", no_read)
+    argv = [
+        "eval",
+        "--checkpoint",
+        str(ckpt),
+        "--dataset",
+        "digits",
+        "--sweep",
+        "scale",
+        "--out",
+        str(tmp_path / "r.json"),
+    ]
+    assert run_cli(argv) == 2
+    assert _error(capsys) == f"error: cannot read {ckpt}: permission denied"
+
+
+def test_out_in_a_folder_we_cannot_write(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", denied)
+    out = tmp_path / "ro" / "r.json"
+    assert run_cli([*EVAL, "--out", str(out)]) == 2
+    assert _error(capsys) == (
+        f"error: --out: cannot write in {tmp_path}: permission denied; choose a folder you can "
+        "write to"
+    )
+    assert not (tmp_path / "ro").exists()  # refused before any work
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in read-only folders")
+def test_out_in_a_read_only_folder(tmp_path, capsys):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        assert run_cli([*EVAL, "--out", str(folder / "r.json")]) == 2
+        assert "cannot write in" in _error(capsys)
+    finally:
+        folder.chmod(0o700)
+
+
+def test_a_full_disk_leaves_no_half_result_and_resume_works(tmp_path, monkeypatch, capsys):
+    import geomrobust.robustness._io as io
+
+    out = tmp_path / "r.json"
+    real_fsync = os.fsync
+
+    def full_on_the_json(fd):  # the partial pieces and predictions go through, the JSON not
+        if os.readlink(f"/proc/self/fd/{fd}").rsplit("/", 1)[-1].startswith(".r.json."):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(io.os, "fsync", full_on_the_json)
+    assert run_cli([*EVAL, "--out", str(out)]) == 1
+    err = _stderr(capsys)
+    assert err[-2] == f"error: no space left on the device writing {out}; free some space and rerun"
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert "r.json" not in left
+    assert "r.predictions.npz" not in left
+    assert not [n for n in left if n.endswith(".tmp")]
+    monkeypatch.setattr(io.os, "fsync", real_fsync)  # space freed
+    assert run_cli([*EVAL, "--out", str(out), "--resume"]) == 0
+    assert json.loads(out.read_text())["schema"] == "geomrobust.eval/1"
