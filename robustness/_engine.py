@@ -160,6 +160,7 @@ class _Runner:
         self.fill = list(fill) if fill is not None else None
         self.padding = "zeros" if fill is None else "constant"
         self.checked = False
+        self.nonfinite_logits = False
 
     def batches(self, ranges: Sequence[tuple[int, int]]) -> Iterable[Batch]:
         """The data's batches of ``ranges``, decoded once (see ``batches`` of the datasets)."""
@@ -230,6 +231,13 @@ class _Runner:
         logits = self.model(x)
         if not self.checked:
             self._check_logits(logits, x.shape[0])
+        if not self.nonfinite_logits and not bool(torch.isfinite(logits).all()):
+            self.nonfinite_logits = True
+            log.warning(
+                "warning: the model returned non-finite logits (NaN or inf; are its weights "
+                "NaN?); their predictions are argmaxes of NaN and mean nothing. The result "
+                "records run.nonfinite_logits"
+            )
         return logits
 
     def labels_of(self, logits: Tensor) -> Tensor:
@@ -539,6 +547,7 @@ class _Plan:
             "dtype": str(self.runner.dtype).removeprefix("torch."),
             "batch_size": self.options.batch_size,
             "threads": torch.get_num_threads(),
+            "nonfinite_logits": self.runner.nonfinite_logits,
             **extra,
         }
 

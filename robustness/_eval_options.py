@@ -28,7 +28,8 @@ class EvalOptions:
         mean, std: Per-channel normalisation ``(x - mean) / std`` applied after warping
             (one value per channel, or one for all); ``None`` gives the model [0, 1] images.
         interpolation: ``"bilinear"`` or ``"nearest"``.
-        fill: ``None`` pads with zeros; a number or one per channel pads with that constant
+        fill: ``None`` pads with zeros; a number in [0, 1] or one per channel pads with that
+            constant
             (image space, [0, 1]); ``"mean"`` pads with ``mean``, which is what warping
             after normalisation with zero padding amounts to.
         batch_size: Images per forward pass, >= 1. Results do not depend on it.
@@ -80,7 +81,13 @@ class EvalOptions:
                 )
             set_(self, "fill", "mean")
         elif fill is not None:
-            set_(self, "fill", _floats(fill, name="fill"))
+            values = _floats(fill, name="fill")
+            if any(not 0.0 <= v <= 1.0 for v in values):
+                raise EvalInputError(
+                    f"fill is a constant in image space, where pixels lie in [0, 1]; got "
+                    f"{list(values)}. Give values in [0, 1] (or 'mean')"
+                )
+            set_(self, "fill", values)
         bs = self.batch_size
         if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
             raise EvalInputError(f"batch_size must be an int >= 1; got {bs!r}")

@@ -8,6 +8,7 @@ identical to the one written.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +51,8 @@ class PointResult:
             (Azulay & Weiss's P(top-1 change) against clean).
         mean_abs_prob_change: Mean over images of the absolute change, against the clean
             image, of the softmax probability of the clean top-1 class (Azulay & Weiss's
-            MAC); ``None`` where probabilities were not recorded.
+            MAC); ``None`` where probabilities were not recorded or are not finite (a model
+            with non-finite logits).
     """
 
     scale: float
@@ -493,10 +495,17 @@ def point_result(
         confusion=tuple(tuple(int(v) for v in row) for row in confusion),
         per_class_accuracy=tuple(per_class_accuracy(confusion)),
         flip_rate=float(np.mean(predictions != clean)) if n else 0.0,
-        mean_abs_prob_change=None
-        if clean_top1_prob is None or point_top1_prob is None
-        else mean_abs_prob_change(clean_top1_prob, point_top1_prob),
+        mean_abs_prob_change=_finite_or_none(
+            None
+            if clean_top1_prob is None or point_top1_prob is None
+            else mean_abs_prob_change(clean_top1_prob, point_top1_prob)
+        ),
     )
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    """``None`` for a non-finite figure (from non-finite logits): JSON has no NaN."""
+    return value if value is None or math.isfinite(value) else None
 
 
 def summarise(

@@ -32,6 +32,11 @@ def _finite_float(value: Any, *, name: str, valid: str) -> float:
     return value
 
 
+MAX_ABS = 1e6
+"""Angles (degrees) and shifts (pixels) must be smaller than this in magnitude: beyond it a
+value is not a physical transform of an image (and float precision of the angle is gone)."""
+
+
 @dataclass(frozen=True)
 class AffineParams:
     """One point of the transform space: scale, rotation and shift of an image.
@@ -62,6 +67,11 @@ class AffineParams:
         if scale <= 0:
             raise ValueError(f"scale must be finite and > 0; got {scale}")
         angle = _finite_float(self.angle_deg, name="angle_deg", valid="finite (degrees)")
+        if abs(angle) >= MAX_ABS:
+            raise ValueError(
+                f"angle_deg must be a finite angle in degrees with |angle| < {MAX_ABS:g}; "
+                f"got {angle:g}"
+            )
         shift = self.shift_px
         if isinstance(shift, Tensor):
             shift = shift.tolist()
@@ -71,6 +81,11 @@ class AffineParams:
             )
         sx = _finite_float(shift[0], name="shift_px[0] (x)", valid="finite (pixels)")
         sy = _finite_float(shift[1], name="shift_px[1] (y)", valid="finite (pixels)")
+        if max(abs(sx), abs(sy)) >= MAX_ABS:
+            raise ValueError(
+                f"shift_px must be finite pixel shifts with |shift| < {MAX_ABS:g} px; got "
+                f"({sx:g}, {sy:g})"
+            )
         # Normalise -0.0 to 0.0 so that equal points compare and serialise equally.
         object.__setattr__(self, "scale", scale)
         object.__setattr__(self, "angle_deg", angle + 0.0)

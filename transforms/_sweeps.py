@@ -182,14 +182,20 @@ def parse_range(spec: str | float | Sequence[float], *, name: str = "range") -> 
         start, stop, step = (_decimal(p, name=name) for p in parts)
         if step == 0:
             raise ValueError(f"{name}: step must be non-zero; got {text!r}")
-        if (stop - start) * step < 0:
-            raise ValueError(
-                f"{name}: step {step} goes away from stop {stop} (start {start}); "
-                f"use a step of sign {'+' if stop > start else '-'}"
-            )
-        count = int((stop - start) / step) + 1
+        try:
+            if (stop - start) * step < 0:
+                raise ValueError(
+                    f"{name}: step {step} goes away from stop {stop} (start {start}); "
+                    f"use a step of sign {'+' if stop > start else '-'}"
+                )
+            count = int((stop - start) / step) + 1
+        except ArithmeticError:  # decimal.Overflow / InvalidOperation: absurd magnitudes
+            count = MAX_POINTS + 1
         if count > MAX_POINTS:
-            raise ValueError(f"{name}: {count} values; at most {MAX_POINTS}")
+            raise ValueError(
+                f"{name}: {text!r} gives more than {MAX_POINTS} values; expected "
+                "'start:stop:step' with at most that many (e.g. '0.5:1.5:0.1')"
+            )
         return tuple(float(start + i * step) for i in range(count))
     return tuple(float(_decimal(p, name=name)) for p in text.split(","))
 

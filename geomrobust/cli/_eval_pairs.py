@@ -42,7 +42,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_model_args(q)
     add_data_args(q)
-    q.add_argument("--pairs", type=int, default=10_000, help="number of pairs (default: 10000)")
+    q.add_argument(
+        "--pairs",
+        type=int,
+        default=10_000,
+        help="number of pairs, one forward pass each (default: 10000; above 10,000,000 "
+        "needs --yes)",
+    )
+    q.add_argument(
+        "--yes", action="store_true", help="run a --pairs count above 10,000,000 (hours of work)"
+    )
     add_seed(q, what="the pairs")
     q.add_argument("--crop", action="store_true", help="crop pairs free of rotation padding")
     add_batch_size(q, default=256, what="pairs")

@@ -143,12 +143,22 @@ def write_eval(result, out: Path) -> None:
     print(f"wrote {out} ({len(result.points)} points × {result.data.n} images)")
 
 
+MAX_PAIRS_WITHOUT_YES = 10_000_000
+"""``eval-pairs --pairs`` above this needs ``--yes``: such a run takes hours."""
+
+
 def pairs_inputs(args: argparse.Namespace, *, device: str | None = None):
     """The checked inputs of ``eval-pairs``: ``(data, loaded, options)``, where ``options``
     are the keyword arguments of :func:`geomrobust.robustness.evaluate_pairs` after the
     model and data."""
     if args.pairs < 1:
         raise UsageError(f"--pairs must be >= 1; got {args.pairs}")
+    if args.pairs > MAX_PAIRS_WITHOUT_YES and not args.yes:
+        raise UsageError(
+            f"--pairs {args.pairs:,} means {args.pairs:,} forward passes of two images each, "
+            f"hours of work or more; above {MAX_PAIRS_WITHOUT_YES:,} pairs pass --yes to run "
+            "it anyway"
+        )
     data, loaded, _ = load_model_and_data(args, pairs=True, device=device)
     if loaded.num_inputs == 1:
         raise UsageError(

@@ -7,9 +7,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from geomrobust.cli import main as run_cli
 from geomrobust.models import build_model, save_checkpoint
@@ -153,3 +155,60 @@ def test_a_full_disk_leaves_no_half_result_and_resume_works(tmp_path, monkeypatc
     monkeypatch.setattr(io.os, "fsync", real_fsync)  # space freed
     assert run_cli([*EVAL, "--out", str(out), "--resume"]) == 0
     assert json.loads(out.read_text())["schema"] == "geomrobust.eval/1"
+
+
+# -- parameters -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--scales", "0:1e999999999:1", r"--scales: '0:1e999999999:1' gives more than 100000"),
+        ("--scales", "1:2:1e-999999999", r"--scales: '1:2:1e-999999999' gives more than 100000"),
+        (
+            "--angles",
+            "1e308",
+            r"angle_deg must be a finite angle in degrees with \|angle\| < 1e\+06",
+        ),
+        (
+            "--shifts",
+            "1e308,1e308;",
+            r"shift_px must be finite pixel shifts with \|shift\| < 1e\+06",
+        ),
+        ("--fill", "2", r"fill is a constant in image space.*got \[2.0\]"),
+    ],
+)
+def test_absurd_parameters(tmp_path, capsys, flag, value, message):
+    argv = ["eval", "--checkpoint", "ref:mnist-cnn", "--dataset", "digits", "--max-images", "8"]
+    argv += [f"{flag}={value}", "--out", str(tmp_path / "r.json"), "--no-progress"]
+    if flag == "--fill":
+        argv += ["--scales", "0.9,1"]
+    assert run_cli(argv) == 2
+
+    assert re.search(message, _error(capsys))
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_a_billion_pairs_needs_yes(tmp_path, capsys):
+    argv = ["eval-pairs", "--checkpoint", "ref:pairs-mnist", "--dataset", "digits"]
+    argv += ["--pairs", "1000000000", "--out", str(tmp_path / "p.json")]
+    assert run_cli(argv) == 2
+    assert _error(capsys) == (
+        "error: --pairs 1,000,000,000 means 1,000,000,000 forward passes of two images each, "
+        "hours of work or more; above 10,000,000 pairs pass --yes to run it anyway"
+    )
+
+
+def test_nan_weights_warn_once_and_are_recorded(tmp_path, capsys, caplog):
+    net = build_model("mnist-cnn")
+    with torch.no_grad():
+        net.fc.weight.fill_(float("nan"))
+    ckpt = tmp_path / "nan.safetensors"
+    save_checkpoint(ckpt, net)
+    out = tmp_path / "r.json"
+    argv = ["eval", "--checkpoint", str(ckpt), "--dataset", "digits", "--max-images", "40"]
+    argv += ["--scales", "0.9,1", "--batch-size", "8", "--out", str(out), "--no-progress"]
+    assert run_cli(argv) == 0
+    warnings = [r.getMessage() for r in caplog.records if "non-finite logits" in r.getMessage()]
+    assert len(warnings) == 1
+    assert json.loads(out.read_text())["run"]["nonfinite_logits"] is True

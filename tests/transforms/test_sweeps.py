@@ -98,7 +98,9 @@ def test_parse_range_decimal_exactness():
         ("a,b", r"--scales: 'a' is not a number"),
         ("0:1:nan", r"--scales: values must be finite"),
         ("", r"--scales: empty"),
-        ("0:1000000:1", r"--scales: 1000001 values; at most 100000"),
+        ("0:1000000:1", r"--scales: .0:1000000:1. gives more than 100000 values"),
+        ("0:1e999999999:1", r"--scales: .0:1e999999999:1. gives more than 100000 values"),
+        ("1:2:1e-999999999", r"--scales: .1:2:1e-999999999. gives more than 100000 values"),
     ],
 )
 def test_parse_range_errors(spec, message):
