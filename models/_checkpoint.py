@@ -202,6 +202,8 @@ def load_checkpoint(
             meta = CheckpointMeta(*spec) if spec else CheckpointMeta()
     else:
         name, args = _build_args(path, model, model_args, meta, num_classes)
+        if not is_user_spec(name):
+            _check_on_meta(path, name, args, tensors, meta, num_classes=num_classes)
         net = _build(path, name, args, device=device, dtype=dtype)
         if meta is None:
             shape = None
@@ -288,6 +290,38 @@ def _build(path: Path, name: str, args: dict[str, Any], *, device: Any, dtype: A
     if device is not None or dtype is not None:
         net = net.to(device=device, dtype=dtype)
     return net
+
+
+def _check_on_meta(
+    path: Path,
+    name: str,
+    args: dict[str, Any],
+    tensors: Mapping[str, Tensor],
+    meta: CheckpointMeta | None,
+    *,
+    num_classes: int | None,
+) -> None:
+    """Build the architecture on the ``meta`` device (no memory) and check the file's tensor
+    names and shapes against it before building it for real: metadata that asks for an
+    absurd size (``in_channels: 100000000``) is refused instead of allocated. The file's
+    tensors are the truth; the message names the metadata field that disagrees."""
+    with torch.device("meta"):
+        skeleton = _build(path, name, args, device=None, dtype=None)
+    try:
+        _check_fit(path, tensors, skeleton, num_classes=num_classes)
+    except CheckpointClassCountError:
+        raise
+    except CheckpointMismatchError as exc:
+        if meta is None or meta.model_name != name:
+            raise
+        raise CheckpointMismatchError(
+            f"{path}: its metadata field model_args {dict(meta.model_args)} disagrees with "
+            f"the tensors the file holds (the file is the truth): {exc}",
+            path=path,
+            missing=exc.missing,
+            unexpected=exc.unexpected,
+            mismatched=exc.mismatched,
+        ) from None
 
 
 def _check_fit(

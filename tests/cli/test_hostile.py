@@ -8,10 +8,16 @@ import errno
 import json
 import os
 import re
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from _image_folders import random_folder
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from geomrobust.cli import main as run_cli
 from geomrobust.models import build_model, save_checkpoint
@@ -212,3 +218,89 @@ def test_nan_weights_warn_once_and_are_recorded(tmp_path, capsys, caplog):
     warnings = [r.getMessage() for r in caplog.records if "non-finite logits" in r.getMessage()]
     assert len(warnings) == 1
     assert json.loads(out.read_text())["run"]["nonfinite_logits"] is True
+
+
+# -- memory bombs in the files we read: refused before allocating, under a 4 GB limit ----------
+
+LIMIT_BYTES = 4 * 1024**3  # torch imports in ~3 GB of address space; every bomb wants far more
+
+
+def _limited_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``geomrobust ARGS`` in a subprocess whose address space is capped (``ulimit -v``)."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (LIMIT_BYTES, LIMIT_BYTES))
+
+    cmd = [sys.executable, "-m", "geomrobust", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, preexec_fn=cap, cwd=cwd)
+
+
+def _last_error(proc: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def _with_metadata(src: str, dst: Path, **changes: object) -> Path:
+    """A copy of the reference ``src`` whose geomrobust metadata has ``changes`` (raw JSON
+    text for a ``str`` value)."""
+    from geomrobust.models import resolve_ref
+
+    path = resolve_ref(src)
+    with safe_open(str(path), framework="pt") as f:
+        metadata = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    for key, value in changes.items():
+        metadata[f"geomrobust.{key}"] = value if isinstance(value, str) else json.dumps(value)
+    save_file(tensors, str(dst), metadata=metadata)
+    return dst
+
+
+def test_the_limit_lets_a_normal_eval_run(tmp_path):
+    out = tmp_path / "r.json"
+    proc = _limited_cli(*EVAL, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert out.exists()
+
+
+@pytest.mark.parametrize(
+    ("ref", "args", "shape"),
+    [
+        (
+            "mnist-cnn",
+            {"in_channels": 100_000_000, "num_classes": 10, "input_size": [28, 28]},
+            r"conv1.weight: file \(32, 1, 3, 3\) vs model \(32, 100000000, 3, 3\)",
+        ),
+        (
+            "pairs-mnist",
+            {
+                "in_channels": 1,
+                "num_classes": 7,
+                "input_size": [28, 28],
+                "encoder": "cifar-small",
+                "hidden": 2_000_000_000,
+            },
+            r"file \(128, \d+\) vs model \(2000000000, \d+\)",
+        ),
+        (
+            "cifar-small",
+            {"in_channels": 3, "num_classes": 10, "input_size": [3_000_000, 3_000_000]},
+            r"fc1.weight: file \(\d+, \d+\) vs model",
+        ),
+    ],
+)
+def test_absurd_model_args_are_refused_before_allocating(tmp_path, ref, args, shape):
+    ckpt = _with_metadata(f"ref:{ref}", tmp_path / "bomb.safetensors", model_args=args)
+    if ref == "pairs-mnist":
+        argv = ["eval-pairs", "--checkpoint", str(ckpt), "--dataset", "digits", "--pairs", "20"]
+    else:
+        data = ["--dataset", "digits"]
+        if ref.startswith("cifar"):  # a folder: the checkpoint is read before the images
+            folder = random_folder(tmp_path / "imgs", ["airplane", "automobile"], 1, size=(32, 32))
+            data = ["--dataset", "imagefolder", "--data-root", str(folder)]
+        argv = ["eval", "--checkpoint", str(ckpt), *data, "--sweep", "scale"]
+    proc = _limited_cli(*argv, "--out", str(tmp_path / "r.json"))
+    assert proc.returncode == 2, proc.stderr
+    err = _last_error(proc)
+    assert err.startswith(f"error: {ckpt}: its metadata field model_args "), err
+    assert "disagrees with the tensors the file holds (the file is the truth)" in err
+    assert re.search(shape, err), err
