@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from geomrobust._json import loads
+
 __all__ = ["FORMAT_VERSION", "CheckpointMeta", "package_version"]
 
 #: Version of the metadata layout; a file with a larger one needs a newer geomrobust.
@@ -228,7 +230,7 @@ class CheckpointMeta:
             if not key.startswith(PREFIX) or key == SHA_KEY or key[len(PREFIX) :] in _READ_ONLY:
                 continue
             try:
-                data[key[len(PREFIX) :]] = json.loads(raw)
+                data[key[len(PREFIX) :]] = loads(raw)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"metadata entry {key!r} is not valid JSON ({exc})") from None
         if not data:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from geomrobust._json import loads
 from geomrobust.robustness import (
     ATTACK_SCHEMA,
     EVAL_SCHEMA,
@@ -129,7 +130,7 @@ def _read(path: Path) -> dict:
             "'geomrobust attack' or 'geomrobust eval-pairs'"
         )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ReportError(f"{path} is not valid JSON ({exc}); is it a geomrobust result?") from None
     if not isinstance(data, dict):

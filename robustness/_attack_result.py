@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from geomrobust._json import loads
 from geomrobust.robustness._attack_config import (
     FIRST_WORST_DRAW,
     RANDOM_DRAW,
@@ -217,7 +218,7 @@ def load_attack_result(
 
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise EvalInputError(f"cannot read attack result {path}: {exc}") from None
     arrays = None

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from geomrobust._json import loads
 from geomrobust.robustness._eval_errors import EvalInputError, ResumeError
 from geomrobust.robustness._results import PROB_FIELDS, EvalResult, Predictions
 
@@ -168,7 +169,7 @@ def load_pair_result(path: str | os.PathLike[str], *, with_predictions: bool = T
             f"no result file at {path}; pass the JSON written by 'geomrobust eval-pairs'"
         )
     try:
-        data = json.loads(path.read_text())
+        data = loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EvalInputError(f"{path} is not valid JSON ({exc})") from None
     if not isinstance(data, dict) or data.get("schema") != PAIRS_SCHEMA:
@@ -228,7 +229,7 @@ def load_result(path: str | os.PathLike[str], *, with_predictions: bool = True) 
             f"no result file at {path}; pass the JSON written by 'geomrobust eval'"
         )
     try:
-        data = json.loads(path.read_text())
+        data = loads(path.read_text())
         result = EvalResult.from_dict(data)
     except json.JSONDecodeError as exc:
         raise EvalInputError(f"{path} is not valid JSON ({exc})") from None

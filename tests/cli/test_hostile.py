@@ -304,3 +304,26 @@ def test_absurd_model_args_are_refused_before_allocating(tmp_path, ref, args, sh
     assert err.startswith(f"error: {ckpt}: its metadata field model_args "), err
     assert "disagrees with the tensors the file holds (the file is the truth)" in err
     assert re.search(shape, err), err
+
+
+def test_deeply_nested_metadata_is_refused(tmp_path):
+    bomb = "[" * 100_000 + "]" * 100_000
+    ckpt = _with_metadata("ref:mnist-cnn", tmp_path / "deep.safetensors", training=bomb)
+    proc = _limited_cli(*EVAL[:2], str(ckpt), *EVAL[3:], "--out", str(tmp_path / "r.json"))
+    assert proc.returncode == 2, proc.stderr
+    err = _last_error(proc)
+    assert err.startswith(f"error: {ckpt}: bad geomrobust metadata: metadata entry ")
+    assert "'geomrobust.training' is not valid JSON (the document is nested too deeply" in err
+
+
+def test_a_deeply_nested_result_is_refused_by_report(tmp_path):
+    result = tmp_path / "r.json"
+    result.write_text(
+        '{"schema": "geomrobust.eval/1", "summary": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    )
+    proc = _limited_cli("report", str(result), "--out", str(tmp_path / "rep"), "--no-progress")
+    assert proc.returncode == 2, proc.stderr
+    err = _last_error(proc)
+    assert err.startswith(
+        f"error: {result} is not valid JSON (field 'summary' is nested too deeply"
+    )

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from geomrobust._json import loads
+
 from .._functional import FillLike, warp
 from .._options import Interpolation, Padding, parse_choice
 from .._sweeps import Sweep
@@ -262,7 +264,7 @@ def verify_materialised(out: str | os.PathLike[str]) -> dict[str, Any]:
             path=path,
         )
     try:
-        manifest = json.loads(path.read_text())
+        manifest = loads(path.read_text())
         files = manifest["files"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise DatasetFormatError(f"{path} is not a valid manifest: {exc}", path=path) from None
