@@ -5,10 +5,12 @@ run in a subprocess under ``ulimit -v``)."""
 from __future__ import annotations
 
 import errno
+import gzip
 import json
 import os
 import re
 import resource
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -326,4 +328,61 @@ def test_a_deeply_nested_result_is_refused_by_report(tmp_path):
     err = _last_error(proc)
     assert err.startswith(
         f"error: {result} is not valid JSON (field 'summary' is nested too deeply"
+    )
+
+
+def _mnist_test_split(root: Path, images_gz: bytes, n: int) -> Path:
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "t10k-images-idx3-ubyte.gz").write_bytes(images_gz)
+    labels = struct.pack(">II", 0x801, n) + bytes(n)
+    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(labels))
+    return root
+
+
+def test_a_gzip_bomb_posing_as_mnist_is_not_inflated(tmp_path):
+    # 100 gzip members of 16 MiB of zeros: 1.6 GB inflated (more than the limit leaves), from
+    # 1.6 MB on disk; the header says 20 images, as a real file would.
+    n = 20
+    zeros = gzip.compress(bytes(16 * 2**20))
+    bomb = gzip.compress(struct.pack(">IIII", 0x803, n, 28, 28) + bytes(16 * 2**20)) + zeros * 99
+    root = _mnist_test_split(tmp_path / "data", bomb, n)
+    proc = _limited_cli(
+        *EVAL[:4],
+        "mnist",
+        "--data-root",
+        str(root),
+        "--split",
+        "test",
+        "--sweep",
+        "scale",
+        "--out",
+        str(tmp_path / "r.json"),
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "decompresses to more than the 20 × 28 × 28 = 15,680 bytes its header promises" in (
+        _last_error(proc)
+    )
+
+
+def test_an_implausible_idx_header_is_refused(tmp_path):
+    n = 8_400_000  # 6.6 GB of images declared in a file of a few hundred bytes
+    images = gzip.compress(struct.pack(">IIII", 0x803, n, 28, 28) + bytes(100))
+    root = _mnist_test_split(tmp_path / "data", images, n)
+    proc = _limited_cli(
+        *EVAL[:4],
+        "mnist",
+        "--data-root",
+        str(root),
+        "--split",
+        "test",
+        "--sweep",
+        "scale",
+        "--out",
+        str(tmp_path / "r.json"),
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert re.search(
+        r"declares 8400000 × 28 × 28 = 6,585,600,000 bytes of data, more than \d+ gzip",
+        _last_error(proc),
     )

@@ -9,7 +9,6 @@ one that starts with the gzip signature is decompressed first, whatever its name
 
 from __future__ import annotations
 
-import gzip
 import zlib
 from pathlib import Path
 
@@ -33,16 +32,51 @@ _KINDS = {IDX_IMAGES_MAGIC: "images", IDX_LABELS_MAGIC: "labels"}
 _REDOWNLOAD = "download it again, or pass download=True to fetch it with torchvision"
 
 
+MAX_IDX_BYTES = 2**31
+"""The largest IDX body this reader accepts (2 GiB; MNIST's training images are 47 MB)."""
+
+_DEFLATE_MAX_RATIO = 1032  # the most a deflate stream can expand: 1032:1
+
+
 def _gunzip(data: bytes, *, path: Path) -> bytes:
+    """The decompressed IDX file, read only as far as its header says it reaches (plus one
+    byte, to tell extra data): a gzip bomb is never inflated beyond a plausible size."""
+    stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        return gzip.decompress(data)
-    except EOFError as exc:
-        raise DatasetFormatError(
-            f"{str(path)!r} is a gzip file that ends early ({len(data)} bytes): it is "
-            f"truncated (an interrupted download or copy); {_REDOWNLOAD}",
-            path=path,
-        ) from exc
-    except (OSError, zlib.error) as exc:
+        out = stream.decompress(data, 4)
+        if len(out) == 4 and out[:2] == b"\x00\x00":
+            header = 4 + 4 * out[3]
+            out += stream.decompress(stream.unconsumed_tail, header - 4)
+            if len(out) == header:
+                dims = np.frombuffer(out, dtype=">u4", count=out[3], offset=4)
+                size = int(np.prod(dims.astype(np.int64), dtype=np.int64)) if out[3] else 0
+                plausible = min(MAX_IDX_BYTES, _DEFLATE_MAX_RATIO * len(data))
+                if size > plausible:
+                    shape = " × ".join(str(int(d)) for d in dims)
+                    raise DatasetFormatError(
+                        f"{str(path)!r} declares {shape} = {size:,} bytes of data, more than "
+                        f"{len(data):,} gzip bytes can hold or than this reader accepts "
+                        f"({MAX_IDX_BYTES:,}): it is not an IDX file we can read; {_REDOWNLOAD}",
+                        path=path,
+                    )
+                out += stream.decompress(stream.unconsumed_tail, size + 1)
+                if len(out) > header + size:
+                    shape = " × ".join(str(int(d)) for d in dims)
+                    raise DatasetFormatError(
+                        f"{str(path)!r} decompresses to more than the {shape} = {size:,} bytes "
+                        f"its header promises (decompression stopped there): it is not a valid "
+                        f"IDX file; {_REDOWNLOAD}",
+                        path=path,
+                    )
+                if len(out) < header + size and not stream.eof:
+                    raise DatasetFormatError(
+                        f"{str(path)!r} is a gzip file that ends early ({len(data)} bytes): "
+                        f"it is truncated (an interrupted download or copy); {_REDOWNLOAD}",
+                        path=path,
+                    )
+                return out
+        return out + stream.decompress(stream.unconsumed_tail, 64)  # a bad header: enough to say so
+    except zlib.error as exc:
         raise DatasetFormatError(
             f"{str(path)!r} starts like a gzip file but cannot be decompressed ({exc}); "
             f"{_REDOWNLOAD}",
