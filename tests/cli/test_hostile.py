@@ -8,6 +8,7 @@ import errno
 import gzip
 import json
 import os
+import pickle
 import re
 import resource
 import struct
@@ -15,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from _image_folders import random_folder
@@ -386,3 +388,49 @@ def test_an_implausible_idx_header_is_refused(tmp_path):
         r"declares 8400000 × 28 × 28 = 6,585,600,000 bytes of data, more than \d+ gzip",
         _last_error(proc),
     )
+
+
+def _cifar_test_batch(root: Path, n: int) -> Path:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    data = np.zeros((n, 3072), dtype=np.uint8)
+    batch = {"data": data, "labels": [0] * n, "batch_label": "testing batch 1 of 1"}
+    (folder / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+    return root
+
+
+def test_a_cifar_batch_of_a_million_rows_is_refused_unread(tmp_path):
+    folder = tmp_path / "data" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    with open(folder / "test_batch", "wb") as f:  # sparse: 3 GB long, nothing written
+        f.write(b"\x80\x02}q\x00")
+        f.truncate(1_000_000 * 3_100)
+    proc = _limited_cli(
+        *EVAL[:2],
+        "ref:cifar-small",
+        "--dataset",
+        "cifar10",
+        "--data-root",
+        str(tmp_path / "data"),
+        "--sweep",
+        "scale",
+        "--out",
+        str(tmp_path / "r.json"),
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert re.search(
+        r"test_batch' holds 3,100,000,000 bytes \(room for about 968,750 rows\), more than the "
+        r"10,000 rows a CIFAR-10 batch may have here .* set GEOMROBUST_CIFAR_MAX_ROWS",
+        _last_error(proc),
+    )
+
+
+def test_the_cifar_row_limit_is_an_option(tmp_path, monkeypatch, capsys):
+    root = _cifar_test_batch(tmp_path / "data", 12)
+    argv = [*EVAL[:2], "ref:cifar-small", "--dataset", "cifar10", "--data-root", str(root)]
+    argv += ["--scales", "1", "--out", str(tmp_path / "r.json"), "--no-progress"]
+    monkeypatch.setenv("GEOMROBUST_CIFAR_MAX_ROWS", "10")
+    assert run_cli(argv) == 2
+    assert "holds 12 rows, more than the 10 rows a CIFAR-10 batch may have here" in _error(capsys)
+    monkeypatch.setenv("GEOMROBUST_CIFAR_MAX_ROWS", "12")
+    assert run_cli(argv) == 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import importlib
 import io
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -261,6 +262,43 @@ def _find(*, split: str, root: Path) -> list[Path]:
     )
 
 
+MAX_ROWS_ENV = "GEOMROBUST_CIFAR_MAX_ROWS"
+"""Environment variable that raises the row limit of one CIFAR batch file (default 10,000,
+the size of an official batch)."""
+_DEFAULT_MAX_ROWS = 10_000
+_BYTES_PER_ROW = 3_200  # 3,072 pixels, a label and a file name (official: ~3,104)
+_PICKLE_SLACK = 1 << 20
+
+
+def _max_rows() -> int:
+    raw = os.environ.get(MAX_ROWS_ENV)
+    if raw is None:
+        return _DEFAULT_MAX_ROWS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise DatasetError(f"{MAX_ROWS_ENV} must be a positive integer; got {raw!r}")
+    return value
+
+
+def _too_many(path: Path, found: str, max_rows: int) -> str:
+    return (
+        f"{str(path)!r} holds {found}, more than the {max_rows:,} rows a CIFAR-10 batch may "
+        f"have here (an official batch has 10,000); if the file is yours and meant to be that "
+        f"large, set {MAX_ROWS_ENV} to a larger limit"
+    )
+
+
+def _check_batch_size(path: Path, max_rows: int) -> None:
+    """Refuse a batch file too large for ``max_rows`` rows before reading it."""
+    size = path.stat().st_size
+    if size > max_rows * _BYTES_PER_ROW + _PICKLE_SLACK:
+        rows = f"{size:,} bytes (room for about {size // _BYTES_PER_ROW:,} rows)"
+        raise DatasetFormatError(_too_many(path, rows, max_rows), path=path)
+
+
 @register_dataset(
     "cifar10",
     classes=CIFAR10_CLASSES,
@@ -290,11 +328,17 @@ def load_cifar10(*, split: str, root: Path, download: bool = False) -> ImageData
     paths = _find(split=split, root=root)
     reads: list[ReadFile] = []
     pixels, labels = [], []
+    max_rows = _max_rows()
     for path in paths:
+        _check_batch_size(path, max_rows)
         read = read_file(
             path, root=root, official_md5=_MD5[path.name], what=f"CIFAR-10 {split} batch"
         )
         batch_pixels, batch_labels = parse_batch(safe_unpickle(read.data, path=path), path=path)
+        if len(batch_labels) > max_rows:
+            raise DatasetFormatError(
+                _too_many(path, f"{len(batch_labels):,} rows", max_rows), path=path
+            )
         reads.append(read)
         pixels.append(batch_pixels)
         labels.append(batch_labels)
