@@ -434,3 +434,33 @@ def test_the_cifar_row_limit_is_an_option(tmp_path, monkeypatch, capsys):
     assert "holds 12 rows, more than the 10 rows a CIFAR-10 batch may have here" in _error(capsys)
     monkeypatch.setenv("GEOMROBUST_CIFAR_MAX_ROWS", "12")
     assert run_cli(argv) == 0
+
+
+# -- make-dataset --verify on a malformed manifest -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: {**m, "files": list(m["files"])}, r"'files' must be an object of file name"),
+        (
+            lambda m: {**m, "files": {k: "abc" for k in m["files"]}},
+            r"'files.images.npy' must be an object with a 'sha256' string; got str 'abc'",
+        ),
+        (
+            lambda m: {**m, "files": {"../../etc/passwd": {"sha256": "0"}}},
+            r"'files' entry '../../etc/passwd' must be a file name inside the folder",
+        ),
+        (lambda m: {**m, "n_images": "many"}, r"'n_images' must be an integer; got str 'many'"),
+        (lambda m: [m], r"the manifest must be a JSON object; got list"),
+    ],
+)
+def test_verify_names_the_bad_manifest_field(tmp_path, capsys, edit, message):
+    out = tmp_path / "set"
+    argv = ["make-dataset", "scaled-mnist", "--dataset", "digits", "--out", str(out)]
+    assert run_cli(argv) == 0
+    capsys.readouterr()
+    manifest = out / "manifest.json"
+    manifest.write_text(json.dumps(edit(json.loads(manifest.read_text()))))
+    assert run_cli(["make-dataset", "scaled-mnist", "--verify", "--out", str(out)]) == 2
+    assert re.search(message, _error(capsys))

@@ -247,6 +247,39 @@ def _finish(folder: Path, files: dict, arrays: dict, fields: dict[str, Any]) -> 
     return manifest
 
 
+def _check_manifest(manifest: Any, path: Path) -> dict[str, dict[str, Any]]:
+    """The manifest's ``files``, after checking the fields verification reads: a manifest
+    edited by hand or by something else says which field is wrong, never crashes."""
+
+    def bad(field: str, expected: str, got: Any) -> DatasetFormatError:
+        return DatasetFormatError(
+            f"{path} is not a valid manifest: {field} must be {expected}; got "
+            f"{type(got).__name__} {str(got)[:60]!r}",
+            path=path,
+        )
+
+    if not isinstance(manifest, dict):
+        raise bad("the manifest", "a JSON object", manifest)
+    if manifest.get("schema") != SCHEMA:
+        raise DatasetFormatError(
+            f"{path} has schema {manifest.get('schema')!r}; expected {SCHEMA!r}", path=path
+        )
+    for field, kind, expected in (
+        ("files", dict, "an object of file name -> {sha256}"),
+        ("n_images", int, "an integer"),
+    ):
+        value = manifest.get(field)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise bad(f"'{field}'", expected, value)
+    files = manifest["files"]
+    for fname, info in files.items():
+        if Path(fname).name != fname or fname in (".", ".."):
+            raise bad(f"'files' entry {fname!r}", "a file name inside the folder", fname)
+        if not isinstance(info, dict) or not isinstance(info.get("sha256"), str):
+            raise bad(f"'files.{fname}'", "an object with a 'sha256' string", info)
+    return files
+
+
 def verify_materialised(out: str | os.PathLike[str]) -> dict[str, Any]:
     """Check every file of a generated set against its manifest; return the manifest.
 
@@ -265,13 +298,9 @@ def verify_materialised(out: str | os.PathLike[str]) -> dict[str, Any]:
         )
     try:
         manifest = loads(path.read_text())
-        files = manifest["files"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetFormatError(f"{path} is not a valid manifest: {exc}", path=path) from None
-    if manifest.get("schema") != SCHEMA:
-        raise DatasetFormatError(
-            f"{path} has schema {manifest.get('schema')!r}; expected {SCHEMA!r}", path=path
-        )
+    files = _check_manifest(manifest, path)
     bad = []
     for fname, info in files.items():
         file = folder / fname
