@@ -88,6 +88,16 @@ class AttackPlan(_Plan):
     def partial_key(self) -> dict[str, Any]:
         return {"attack": self.config.to_dict(), **self._common_key()}
 
+    def check_piece(self, row: int | str, values: np.ndarray) -> str | None:
+        """What is wrong with a saved outcome row, or ``None``: int64 values >= -1, and for
+        the four prediction rows class indices."""
+        if values.ndim != 1 or values.dtype != np.int64:
+            return f"shape {values.shape} {values.dtype}, expected (n,) int64"
+        high = self.data.num_classes if isinstance(row, int) and row < 4 else 2**31
+        if values.size and (values.min() < -1 or values.max() >= high):
+            return f"values in [{values.min()}, {values.max()}], outside [-1, {high})"
+        return None
+
     def run(
         self,
         shards: Iterable[Shard],
@@ -257,7 +267,7 @@ def attack(
     )
     store = None
     if partial is not None:
-        store = PartialStore(partial, plan.partial_key(), plan.n_images)
+        store = PartialStore(partial, plan.partial_key(), plan.n_images, check=plan.check_piece)
         store.start(resume=resume)
     started = time.perf_counter()
     shards = plan.shards()

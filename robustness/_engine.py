@@ -586,6 +586,24 @@ class EvalPlan(_Plan):
         """What a saved partial must match to be resumed: weights, data, sweep, options."""
         return {**self._common_key(), "sweep": self.sweep.to_dict()}
 
+    def check_piece(self, row: int | str, values: np.ndarray) -> str | None:
+        """What is wrong with a saved piece (``(n, 4)``: prediction, three probabilities),
+        or ``None``: predictions must be class indices (or -1, an unreadable file) and the
+        probabilities in [0, 1] (NaN where the logits were not finite)."""
+        del row
+        if values.ndim != 2 or values.shape[1] != 4 or values.dtype != np.float64:
+            return f"shape {values.shape} {values.dtype}, expected (n, 4) float64"
+        pred, probs = values[:, 0], values[:, 1:]
+        k = self.data.num_classes
+        if not (np.isfinite(pred).all() and (pred == np.round(pred)).all()):
+            return "predictions that are not class indices"
+        if pred.size and (pred.min() < -1 or pred.max() >= k):
+            return f"predictions in [{pred.min():g}, {pred.max():g}], outside [0, {k})"
+        inside = np.isnan(probs) | ((probs >= 0) & (probs <= 1))
+        if not inside.all():
+            return "probabilities outside [0, 1]"
+        return None
+
     def run(
         self,
         shards: Iterable[Shard],
@@ -743,7 +761,7 @@ def evaluate(
     n = plan.n_images
     store = None
     if partial is not None:
-        store = PartialStore(partial, plan.partial_key(), n)
+        store = PartialStore(partial, plan.partial_key(), n, check=plan.check_piece)
         store.start(resume=resume)
     started = time.perf_counter()
     shards = plan.shards()

@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +270,9 @@ class PartialStore:
             run must have the same key.
         n_images: ``N``; a saved piece that does not fit ``[0, N)`` is ignored (recomputed).
         part: Subfolder this writer owns (``"rank-00001"``); ``None``: ``folder`` itself.
+        check: ``check(row, values)`` returns what is wrong with a saved piece's values
+            (predictions out of range, say), or ``None``; a piece with a problem is ignored
+            with a warning naming the file, and recomputed.
     """
 
     def __init__(
@@ -279,7 +282,9 @@ class PartialStore:
         n_images: int,
         *,
         part: str | None = None,
+        check: Callable[[int | str, np.ndarray], str | None] | None = None,
     ):
+        self.check = check
         self.folder = Path(folder)
         self.own = self.folder / part if part else self.folder
         self.key = _normalise(dict(key))
@@ -371,8 +376,18 @@ class PartialStore:
             except (OSError, ValueError):
                 log.warning("ignoring unreadable partial file %s", file)
                 continue
-            if 0 <= lo < hi <= self.n_images and values.ndim >= 1 and len(values) == hi - lo:
-                self._pieces.setdefault(row, []).append((lo, hi, values))
+            if not (0 <= lo < hi <= self.n_images and values.ndim >= 1 and len(values) == hi - lo):
+                log.warning("ignoring partial file %s: it does not fit this run; recomputed", file)
+                continue
+            problem = None if self.check is None else self.check(row, values)
+            if problem is not None:
+                log.warning(
+                    "warning: ignoring corrupt partial file %s (%s); its images are recomputed",
+                    file,
+                    problem,
+                )
+                continue
+            self._pieces.setdefault(row, []).append((lo, hi, values))
 
     def lookup(self, row: int | str, start: int, stop: int) -> np.ndarray | None:
         """Saved values of images ``[start, stop)`` under ``row`` (their first axis; any

@@ -199,7 +199,9 @@ def _sharded_job(args, launch: Launch, group: ProcessGroup, make_plan, write_res
     group.step("starting the partial results", lambda: None)
 
     def open_store() -> tuple[PartialStore, list[int]]:
-        store = PartialStore(partial, plan.partial_key(), n, part=f"rank-{rank:05d}")
+        store = PartialStore(
+            partial, plan.partial_key(), n, part=f"rank-{rank:05d}", check=plan.check_piece
+        )
         store.start(resume=args.resume)
         seen = [i for i, s in enumerate(shards) if store.lookup(s.row, s.start, s.stop) is not None]
         return store, seen

@@ -464,3 +464,48 @@ def test_verify_names_the_bad_manifest_field(tmp_path, capsys, edit, message):
     manifest.write_text(json.dumps(edit(json.loads(manifest.read_text()))))
     assert run_cli(["make-dataset", "scaled-mnist", "--verify", "--out", str(out)]) == 2
     assert re.search(message, _error(capsys))
+
+
+# -- corrupt state on --resume ---------------------------------------------------------------
+
+
+def _interrupted_eval(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """An eval whose result could not be written (a full disk): its partial stays behind."""
+    import geomrobust.robustness._io as io
+
+    out = tmp_path / "r.json"
+    real_fsync = os.fsync
+
+    def full_on_the_json(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").rsplit("/", 1)[-1].startswith(".r.json."):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(io.os, "fsync", full_on_the_json)
+    assert run_cli([*EVAL, "--out", str(out)]) == 1
+    monkeypatch.setattr(io.os, "fsync", real_fsync)
+    partial = tmp_path / "r.json.partial"
+    assert sorted(p.name for p in partial.glob("*.npy"))
+    return out, partial
+
+
+@pytest.mark.parametrize("bad", [99, -2, 2**62])
+def test_corrupt_partial_pieces_are_named_and_recomputed(
+    tmp_path, monkeypatch, capsys, caplog, bad
+):
+    reference = tmp_path / "ref" / "r.json"
+    assert run_cli([*EVAL, "--out", str(reference)]) == 0
+    out, partial = _interrupted_eval(tmp_path, monkeypatch)
+    piece = sorted(partial.glob("point-*.npy"))[0]
+    values = np.load(piece)
+    values[0, 0] = bad
+    np.save(piece, values)
+    capsys.readouterr()
+    assert run_cli([*EVAL, "--out", str(out), "--resume"]) == 0
+    warned = [r.getMessage() for r in caplog.records if "corrupt partial file" in r.getMessage()]
+    assert len(warned) == 1
+    assert str(piece) in warned[0]
+    assert "outside [0, 10)" in warned[0]
+    got, want = json.loads(out.read_text()), json.loads(reference.read_text())
+    assert got["summary"] == want["summary"]
+    assert got["points"] == want["points"]
