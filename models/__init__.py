@@ -30,6 +30,7 @@ from ._errors import (
     CheckpointMetadataError,
     CheckpointMismatchError,
     CheckpointNotFoundError,
+    TrainingStateError,
     UnsafeCheckpointError,
 )
 from ._flops import count_flops, count_params
@@ -72,6 +73,7 @@ __all__ = [
     "ResNetCifar",
     "TrainConfig",
     "TrainResult",
+    "TrainingStateError",
     "UnsafeCheckpointError",
     "build_model",
     "channel_stats",

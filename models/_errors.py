@@ -15,6 +15,7 @@ __all__ = [
     "CheckpointMetadataError",
     "CheckpointMismatchError",
     "CheckpointNotFoundError",
+    "TrainingStateError",
     "UnsafeCheckpointError",
 ]
 
@@ -85,3 +86,8 @@ class CheckpointClassCountError(CheckpointError):
         super().__init__(message, path=path)
         self.checkpoint_classes = checkpoint_classes
         self.expected_classes = expected
+
+
+class TrainingStateError(CheckpointError):
+    """A training state (``OUT.state.pt``) cannot be resumed: truncated, corrupt, or not
+    one; the message says to start over with ``force``."""

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -35,6 +36,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ._checkpoint import save_checkpoint
+from ._errors import TrainingStateError
 from ._meta import CheckpointMeta
 from ._train_config import TrainConfig, TrainResult, derive_seed
 
@@ -115,6 +117,37 @@ def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
     _atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
+def _unusable(state_file: Path, exc: BaseException) -> str:
+    reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+    return (
+        f"cannot resume from {state_file}: it is truncated, corrupt or not a training state "
+        f"({type(exc).__name__}: {reason}); pass force=True to start over"
+    )
+
+
+def _load_state(state_file: Path) -> dict[str, Any]:
+    """The saved state, with its settings parsed; anything unreadable is a
+    :class:`TrainingStateError` that says to start over."""
+    try:
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise TypeError(f"it holds a {type(state).__name__}, not a dict")
+        state["settings"] = json.loads(state["settings"])
+        if not isinstance(state["settings"], dict):
+            raise TypeError("its settings are not a JSON object")
+    except (
+        RuntimeError,
+        pickle.UnpicklingError,
+        EOFError,
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+    ) as exc:
+        raise TrainingStateError(_unusable(state_file, exc)) from None
+    return state
+
+
 def _same_run(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """Settings that differ between a saved run and this one (``epochs`` may grow)."""
     keys = sorted(set(saved) | set(current))
@@ -174,23 +207,27 @@ def fit(
     best_acc, best_epoch, best_weights = -math.inf, 0, None
     done, wall = 0, 0.0
     if resume:
-        state = torch.load(state_file, map_location="cpu", weights_only=True)
-        saved = json.loads(state["settings"])
-        diff = _same_run(saved, settings)
+        state = _load_state(state_file)
+        diff = _same_run(state["settings"], settings)
         if state.get("format") != _STATE_FORMAT or diff:
             raise ValueError(
                 f"{state_file} is from a run with other settings or data ({diff}); resume with "
                 "the same settings (only epochs may grow), or pass force=True to start over"
             )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        shuffle.set_state(state["shuffle_rng"])
-        history = json.loads(state["history"])
-        best_acc, best_epoch = float(state["best_acc"]), int(state["best_epoch"])
-        best_weights = state["best_model"]
-        done, wall = int(state["epoch"]), float(state["wall_time_s"])
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None:
+                scheduler.load_state_dict(state["scheduler"])
+            shuffle.set_state(state["shuffle_rng"])
+            history = json.loads(state["history"])
+            best_acc, best_epoch = float(state["best_acc"]), int(state["best_epoch"])
+            best_weights = state["best_model"]
+            model.load_state_dict(best_weights)  # checked now, not after the last epoch
+            model.load_state_dict(state["model"])
+            done, wall = int(state["epoch"]), float(state["wall_time_s"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise TrainingStateError(_unusable(state_file, exc)) from None
         log.info("resuming %s after epoch %d of %d", out, done, config.epochs)
     else:
         log_file.unlink(missing_ok=True)

@@ -509,3 +509,70 @@ def test_corrupt_partial_pieces_are_named_and_recomputed(
     got, want = json.loads(out.read_text()), json.loads(reference.read_text())
     assert got["summary"] == want["summary"]
     assert got["points"] == want["points"]
+
+
+class _RunsACommand:
+    def __reduce__(self):
+        return (os.system, ("echo this must never run",))
+
+
+def _interrupted_training(tmp_path: Path, monkeypatch) -> tuple[list[str], Path]:
+    import geomrobust.models._train_loop as loop
+
+    out = tmp_path / "m.safetensors"
+    argv = ["train", "--model", "mnist-cnn", "--dataset", "digits", "--epochs", "2"]
+    argv += ["--max-images", "96", "--out", str(out), "--no-progress", "--threads", "1"]
+
+    def stop(path, history):  # after the first epoch's state is saved
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "_write_log", stop)
+    assert run_cli(argv) == 130
+    monkeypatch.undo()
+    state = loop.state_path(out)
+    assert state.is_file()
+    return argv, state
+
+
+def _truncate(state: Path) -> None:
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+
+
+def _blocked_global(state: Path) -> None:
+    saved = torch.load(state, weights_only=True)
+    torch.save({**saved, "settings": _RunsACommand()}, state)
+
+
+def _no_settings(state: Path) -> None:
+    saved = torch.load(state, weights_only=True)
+    del saved["settings"]
+    torch.save(saved, state)
+
+
+def _bad_shapes(state: Path) -> None:
+    saved = torch.load(state, weights_only=True)
+    saved["model"]["conv1.weight"] = torch.zeros(3, 3)
+    torch.save(saved, state)
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "what"),
+    [
+        (_truncate, r"RuntimeError"),
+        (_blocked_global, r"UnpicklingError: Weights only load failed"),
+        (_no_settings, r"KeyError: 'settings'"),
+        (_bad_shapes, r"RuntimeError: Error\(s\) in loading state_dict"),
+    ],
+)
+def test_a_broken_training_state_says_to_start_over(tmp_path, monkeypatch, capsys, corrupt, what):
+    argv, state = _interrupted_training(tmp_path, monkeypatch)
+    corrupt(state)
+    capsys.readouterr()
+    assert run_cli([*argv, "--resume"]) == 2
+    err = _error(capsys)
+    assert err.startswith(
+        f"error: cannot resume from {state}: it is truncated, corrupt or not a training state ("
+    )
+    assert re.search(what, err), err
+    assert err.endswith("; pass --force to start over")
+    assert run_cli([*argv, "--force"]) == 0  # the fix the message gives works
