@@ -591,7 +591,8 @@ def test_timm_models_are_built_without_pretrained_weights(tmp_path, monkeypatch)
     torch.save({"module.weight": model.weight, "module.bias": model.bias}, tmp_path / "m.pt")
     loaded, meta = load_checkpoint(tmp_path / "m.pt", model="timm:resnet18", model_args=TV_TEN)
     _assert_same_state(model, loaded)
-    assert calls == [("resnet18", {"pretrained": False, "num_classes": 10})]
+    # Built twice: on the meta device to check the file's shapes, then for real.
+    assert calls == [("resnet18", {"pretrained": False, "num_classes": 10})] * 2
     assert (meta.model_name, meta.unwrapped) == ("timm:resnet18", ("prefix 'module.'",))
     with pytest.raises(ValueError, match=r"unknown model 'timm:resnet1'; close matches: \["):
         load_checkpoint(tmp_path / "m.pt", model="timm:resnet1")
