@@ -161,6 +161,8 @@ class _Runner:
         self.padding = "zeros" if fill is None else "constant"
         self.checked = False
         self.nonfinite_logits = False
+        self.graph = "eager"  # what ran: the options' graph, or eager after a failed trace
+        self._forward: Any = None
 
     def batches(self, ranges: Sequence[tuple[int, int]]) -> Iterable[Batch]:
         """The data's batches of ``ranges``, decoded once (see ``batches`` of the datasets)."""
@@ -228,7 +230,7 @@ class _Runner:
         if self.mean is not None:
             x = x.sub_(self.mean) if fresh else x - self.mean
             x = x.div_(self.std)
-        logits = self.model(x)
+        logits = self.forward(x)
         if not self.checked:
             self._check_logits(logits, x.shape[0])
         if not self.nonfinite_logits and not bool(torch.isfinite(logits).all()):
@@ -239,6 +241,51 @@ class _Runner:
                 "records run.nonfinite_logits"
             )
         return logits
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The model on a prepared batch, as ``options.graph`` says (traced on first use,
+        checked against eager on that batch; eager again if the graph fails later)."""
+        if self._forward is None:
+            self._forward = self._build_forward(x)
+        if self._forward is self.model:
+            return self.model(x)
+        try:
+            return self._forward(x)
+        except Exception as exc:  # a traced graph that does not generalise to this batch
+            self._fall_back(f"it failed on a batch of {x.shape[0]} ({type(exc).__name__})")
+            return self.model(x)
+
+    def _fall_back(self, why: str) -> None:
+        log.warning("warning: graph=%r: %s; the model runs eagerly", self.options.graph, why)
+        self._forward, self.graph = self.model, "eager"
+
+    def _build_forward(self, x: Tensor) -> Any:
+        wanted = self.options.graph
+        if wanted == "eager" or torch.is_grad_enabled():  # an attack needs gradients
+            return self.model
+        import warnings
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # trace warnings about Python checks
+                graph = torch.jit.freeze(torch.jit.trace(self.model, x, check_trace=False))
+                if wanted == "onednn":
+                    graph = torch.jit.optimize_for_inference(graph)
+                got, want = graph(x), self.model(x)
+        except Exception as exc:
+            reason = " ".join(str(exc).split())[:200]
+            self._fall_back(f"the model cannot be traced ({type(exc).__name__}: {reason})")
+            return self.model
+        same = (
+            torch.equal(got, want)
+            if wanted == "freeze"
+            else torch.allclose(got, want, rtol=1e-4, atol=1e-4, equal_nan=True)
+        )
+        if not same:
+            self._fall_back("the traced graph's logits differ from eager on the first batch")
+            return self.model
+        self.graph = wanted
+        return graph
 
     def labels_of(self, logits: Tensor) -> Tensor:
         """``(B,)`` predicted labels of the data: the argmax over all outputs, mapped to
@@ -537,6 +584,8 @@ class _Plan:
             "data": self.data_record.to_dict(),
             "transform": self.transform.to_dict(),
             "preprocess": self.preprocess,
+            # a resumed run must not mix predictions of graphs that differ in bits
+            "graph": "onednn" if self.options.graph == "onednn" else "exact",
         }
 
     def run_record(self, **extra: Any) -> dict[str, Any]:
@@ -548,6 +597,7 @@ class _Plan:
             "batch_size": self.options.batch_size,
             "threads": torch.get_num_threads(),
             "nonfinite_logits": self.runner.nonfinite_logits,
+            "graph": self.runner.graph,
             **extra,
         }
 

@@ -120,6 +120,7 @@ def image_inputs(args: argparse.Namespace, *, device: str | None = None):
         batch_size=args.batch_size,
         preprocess=preprocess,
         workers=workers,
+        graph=getattr(args, "graph", "eager"),
     )
     return data, loaded, device, options
 

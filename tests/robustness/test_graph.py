@@ -1,0 +1,87 @@
+"""``EvalOptions(graph=...)``: the traced fast paths against eager, for every image classifier
+in the registry, on a small sweep (random weights, random images of the model's shape)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from geomrobust.models import build_model, get_model_info, list_models
+from geomrobust.robustness import EvalInputError, EvalOptions, evaluate
+from geomrobust.transforms import make_sweep
+from geomrobust.transforms.datasets import DataFingerprint, ImageDataset, array_sha256
+
+CLASSIFIERS = [n for n in list_models() if get_model_info(n).num_inputs == 1]
+N = 24
+SWEEP = make_sweep(scales=(0.8, 1.0, 1.2), angles=(0.0, 30.0))
+
+
+def _data(shape: tuple[int, int, int], seed: int = 0) -> ImageDataset:
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.rand(N, *shape, generator=gen)
+    labels = torch.arange(N) % 10
+    fp = DataFingerprint(
+        "random", "test", N, array_sha256(images.numpy()), array_sha256(labels.numpy())
+    )
+    return ImageDataset("random", "test", images, labels, tuple(str(i) for i in range(10)), fp)
+
+
+def _run(model, data, graph: str):
+    options = EvalOptions(mean=(0.5,), std=(0.25,), batch_size=10, graph=graph)
+    return evaluate(model, data, SWEEP, options=options)
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_freeze_gives_eagers_predictions_bit_for_bit(name, caplog):
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    data = _data(get_model_info(name).input_shape)
+    eager = _run(model, data, "eager")
+    frozen = _run(model, data, "freeze")
+    assert eager.run["graph"] == "eager"
+    # A model the tracer cannot follow falls back to eager, with a warning; either way the
+    # predictions are eager's, bit for bit.
+    fell_back = any("runs eagerly" in r.getMessage() for r in caplog.records)
+    assert frozen.run["graph"] == ("eager" if fell_back else "freeze")
+    assert np.array_equal(frozen.predictions.points, eager.predictions.points)
+    assert np.array_equal(frozen.predictions.clean, eager.predictions.clean)
+    assert np.array_equal(frozen.predictions.probs, eager.predictions.probs)
+
+
+@pytest.mark.parametrize("name", ["mnist-cnn", "cifar-small"])
+def test_onednn_is_recorded_and_close_to_eager(name):
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    data = _data(get_model_info(name).input_shape)
+    eager = _run(model, data, "eager")
+    fused = _run(model, data, "onednn")
+    assert fused.run["graph"] == "onednn"
+    np.testing.assert_allclose(fused.predictions.probs, eager.predictions.probs, atol=1e-4)
+
+
+def test_an_untraceable_model_runs_eagerly_with_a_warning(caplog):
+    class Untraceable(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(28 * 28, 10)
+
+        def forward(self, x):
+            if torch.jit.is_tracing():  # as a model with Python the tracer cannot follow
+                raise RuntimeError("this model cannot be traced")
+            return self.fc(x.flatten(1))
+
+    model = Untraceable().eval()
+    with caplog.at_level(logging.WARNING):
+        result = _run(model, _data((1, 28, 28)), "freeze")
+    assert result.run["graph"] == "eager"
+    assert any("cannot be traced" in r.getMessage() for r in caplog.records)
+
+
+def test_unknown_graph_is_refused():
+    with pytest.raises(
+        EvalInputError, match=r"graph must be one of \['eager', 'freeze', 'onednn'\]"
+    ):
+        EvalOptions(graph="fast")
