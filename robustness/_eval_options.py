@@ -47,8 +47,9 @@ class EvalOptions:
             CPU threads took 7.81 s against eager's 7.93 s); ``"onednn"`` (also
             ``torch.jit.optimize_for_inference``: fused oneDNN kernels, 3.22 s there, but
             logits differ in the last bits, so an argmax can flip: none of the 110,000
-            did there). Both are checked against eager on the first batch. A model that cannot be traced runs eagerly, with a warning; the result
-            records what ran (``run.graph``).
+            did there). Both are checked against eager on the first batch; a model that
+            cannot be traced runs eagerly, with a warning. The result records what ran
+            (``run.graph``).
     """
 
     mean: tuple[float, ...] | None = None
