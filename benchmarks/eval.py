@@ -9,8 +9,15 @@ alternately, best of ``--repeats``, so load from other jobs hits both alike.
 Images: MNIST's test split with ``--data-root DIR``; otherwise the embedded digits (1,797
 training images, MNIST-like 28×28) tiled to the requested count.
 
-Prints the timings and, last, ``engine_overhead: X.XX``: engine time / bare forward time,
-the median over back-to-back pairs that run in alternating order (target <= 1.15).
+Also times the engine with ``EvalOptions(graph="freeze")`` (bit-equal to eager) and
+``graph="onednn"`` (fused oneDNN kernels, not bit-equal) and a 1024³ float32 matmul, for the
+sweep's FLOPs at the machine's matmul rate measured in the same run.
+
+Prints the timings, ``engine_vs_eager: X.XX`` (the engine's default path, best time, over the
+bare eager loop's), ``ceiling_ratio: X.X`` (the engine's best time over the sweep's FLOPs
+divided by the measured matmul rate) and, last, ``engine_overhead: X.XX``: engine time /
+bare forward time, the median over back-to-back pairs that run in alternating order (target
+<= 1.15).
 ``--quick`` runs 600 images in well under a minute.
 
 Usage: ``python benchmarks/eval.py [--quick] [--images N] [--threads N] [--repeats N]``
@@ -62,6 +69,26 @@ def _model(data):
     torch.manual_seed(0)
     model = build_model("mnist-cnn").eval()
     return model, (0.1307,), (0.3081,), "mnist-cnn (untrained: ref:mnist-cnn not found)"
+
+
+def _sweep_flops(work: int) -> float:
+    """FLOPs of ``work`` forward images of ``mnist-cnn`` (``get_model_info``: 2 per MAC)."""
+    from geomrobust.models import get_model_info
+
+    return float(get_model_info("mnist-cnn").flops) * work
+
+
+def _matmul_rate(size: int = 1024, repeats: int = 5) -> float:
+    """Best float32 matmul rate of this machine now, FLOP/s (``2 n³`` per product)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    out = torch.empty(size, size)
+    torch.mm(a, b, out=out)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
 
 
 def _r(values: list[float]) -> list[float]:
@@ -130,6 +157,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bare forward: best {b:.2f} s ({work / b:,.0f} img/s)  runs: {_r(bare_s)}")
     print(f"engine:       best {e:.2f} s ({work / e:,.0f} img/s)  runs: {_r(engine_s)}")
     print(f"best/best ratio: {e / b:.2f}  pair ratios: {_r(ratios)}")
+    for graph in ("freeze", "onednn"):
+        fast = EvalOptions(mean=mean, std=std, batch_size=bs, graph=graph)
+        runs = [timed(lambda fast=fast: evaluate(model, data, sweep, options=fast))]
+        runs += [timed(lambda fast=fast: evaluate(model, data, sweep, options=fast))]
+        g = min(runs)
+        print(f"engine graph={graph}: best {g:.2f} s ({work / g:,.0f} img/s), {e / g:.2f}x eager")
+    flops, rate = _sweep_flops(work), _matmul_rate()
+    print(f"sweep: {flops / 1e9:,.1f} GFLOP; matmul rate {rate / 1e9:,.0f} GFLOP/s this run")
+    print(f"engine_vs_eager: {e / b:.2f}")
+    print(f"ceiling_ratio: {e / (flops / rate):.1f}")
     print(f"engine_overhead: {float(np.median(ratios)):.2f}")
     return 0
 

@@ -43,13 +43,12 @@ class EvalOptions:
             decodes in this process. Results do not depend on it.
         graph: How the model runs: ``"eager"`` (as given); ``"freeze"``
             (``torch.jit.trace`` + ``torch.jit.freeze``: the same float operations, logits
-            equal to eager's bit for bit; the 10,000 × 11 ``mnist-cnn`` scale sweep on 2
-            CPU threads took 7.81 s against eager's 7.93 s); ``"onednn"`` (also
-            ``torch.jit.optimize_for_inference``: fused oneDNN kernels, 3.22 s there, but
-            logits differ in the last bits, so an argmax can flip: none of the 110,000
-            did there). Both are checked against eager on the first batch; a model that
-            cannot be traced runs eagerly, with a warning. The result records what ran
-            (``run.graph``).
+            equal to eager's bit for bit); ``"onednn"`` (also
+            ``torch.jit.optimize_for_inference``: fused oneDNN kernels, several times faster
+            on CPU, but logits differ in the last bits, so an argmax can flip).
+            ``benchmarks/eval.py`` times all three. Both are checked against eager on the
+            first batch; a model that cannot be traced runs eagerly, with a warning. The
+            result records what ran (``run.graph``).
     """
 
     mean: tuple[float, ...] | None = None

@@ -67,8 +67,8 @@ def add_graph(p: argparse.ArgumentParser) -> None:
         choices=("eager", "freeze", "onednn"),
         default="eager",
         help="how the model runs: eager (default); freeze (torch.jit trace + freeze: logits "
-        "equal to eager's bit for bit); onednn (also fused oneDNN kernels: about 2.5x faster "
-        "on CPU for mnist-cnn, but logits differ in the last bits, so a prediction can flip). "
+        "equal to eager's bit for bit); onednn (also fused oneDNN kernels: several times faster "
+        "on CPU, but logits differ in the last bits, so a prediction can flip). "
         "A model that cannot be traced runs eagerly with a warning; run.graph records what ran",
     )
 
