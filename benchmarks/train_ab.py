@@ -71,14 +71,12 @@ def plain_loop(
     gamma: float,
     batch_size: int = 64,
     lr: float = 1e-3,
-    order: list[Tensor] | None = None,
     scale_range: tuple[float, float] | None = None,
 ) -> tuple[nn.Module, int]:
     """The recipe, written plainly. Returns the model holding the best epoch's weights.
 
-    ``order`` pins the batch order (one permutation per epoch); otherwise each epoch draws
-    ``torch.randperm`` from the global generator. ``scale_range`` adds scale augmentation
-    drawn from the global generator.
+    Each epoch draws its batch order with ``torch.randperm`` from the global generator;
+    ``scale_range`` adds scale augmentation drawn from it too.
     """
     m = torch.as_tensor(mean, dtype=images.dtype).view(1, -1, 1, 1)
     s = torch.as_tensor(std, dtype=images.dtype).view(1, -1, 1, 1)
@@ -87,7 +85,7 @@ def plain_loop(
     best_acc, best_epoch, best_state = -1.0, 0, None
     for epoch in range(epochs):
         model.train()
-        perm = order[epoch] if order is not None else torch.randperm(len(images))
+        perm = torch.randperm(len(images))
         for start in range(0, len(images), batch_size):
             idx = perm[start : start + batch_size]
             x = images[idx]

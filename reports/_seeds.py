@@ -8,6 +8,7 @@ question for the weights shown (see :mod:`geomrobust.robustness._seeds`).
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 from geomrobust.reports._inputs import EvalEntry, Group
@@ -45,8 +46,8 @@ def _seed_entries(group: Group) -> dict[str, tuple[EvalEntry, ...]]:
 
 
 def _own(values: list[float]) -> tuple[float, float | None]:
-    d = SeedDifference.of("", values, [0.0] * len(values))
-    return d.mean_a, d.sd
+    """Mean and sample sd over seeds (no sd for one seed)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
 def seed_table(group: Group) -> list[SeedRow] | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -263,8 +264,6 @@ class _Runner:
         wanted = self.options.graph
         if wanted == "eager" or torch.is_grad_enabled():  # an attack needs gradients
             return self.model
-        import warnings
-
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # trace warnings about Python checks

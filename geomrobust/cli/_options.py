@@ -149,7 +149,7 @@ def check_out(out: Path, force: bool, *, example: str = "result.json") -> None:
 def check_writable_folder(folder: Path, *, flag: str) -> None:
     """Fail before any work when ``folder`` (or, if it does not exist yet, the nearest folder
     above it, where it will be created) cannot be written: a probe file is created there."""
-    existing = folder if str(folder) else Path(".")
+    existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():

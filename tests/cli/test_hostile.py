@@ -342,6 +342,11 @@ def _mnist_test_split(root: Path, images_gz: bytes, n: int) -> Path:
     return root
 
 
+def _eval_mnist_test(root: Path, out: Path) -> subprocess.CompletedProcess:
+    argv = [*EVAL[:4], "mnist", "--data-root", str(root), "--split", "test", "--sweep", "scale"]
+    return _limited_cli(*argv, "--out", str(out))
+
+
 def test_a_gzip_bomb_posing_as_mnist_is_not_inflated(tmp_path):
     # 100 gzip members of 16 MiB of zeros: 1.6 GB inflated (more than the limit leaves), from
     # 1.6 MB on disk; the header says 20 images, as a real file would.
@@ -349,18 +354,7 @@ def test_a_gzip_bomb_posing_as_mnist_is_not_inflated(tmp_path):
     zeros = gzip.compress(bytes(16 * 2**20))
     bomb = gzip.compress(struct.pack(">IIII", 0x803, n, 28, 28) + bytes(16 * 2**20)) + zeros * 99
     root = _mnist_test_split(tmp_path / "data", bomb, n)
-    proc = _limited_cli(
-        *EVAL[:4],
-        "mnist",
-        "--data-root",
-        str(root),
-        "--split",
-        "test",
-        "--sweep",
-        "scale",
-        "--out",
-        str(tmp_path / "r.json"),
-    )
+    proc = _eval_mnist_test(root, tmp_path / "r.json")
     assert proc.returncode == 2, proc.stderr
     assert "decompresses to more than the 20 × 28 × 28 = 15,680 bytes its header promises" in (
         _last_error(proc)
@@ -371,18 +365,7 @@ def test_an_implausible_idx_header_is_refused(tmp_path):
     n = 8_400_000  # 6.6 GB of images declared in a file of a few hundred bytes
     images = gzip.compress(struct.pack(">IIII", 0x803, n, 28, 28) + bytes(100))
     root = _mnist_test_split(tmp_path / "data", images, n)
-    proc = _limited_cli(
-        *EVAL[:4],
-        "mnist",
-        "--data-root",
-        str(root),
-        "--split",
-        "test",
-        "--sweep",
-        "scale",
-        "--out",
-        str(tmp_path / "r.json"),
-    )
+    proc = _eval_mnist_test(root, tmp_path / "r.json")
     assert proc.returncode == 2, proc.stderr
     assert re.search(
         r"declares 8400000 × 28 × 28 = 6,585,600,000 bytes of data, more than \d+ gzip",

@@ -34,13 +34,17 @@ def _run(model, data, graph: str):
     return evaluate(model, data, SWEEP, options=options)
 
 
-@pytest.mark.parametrize("name", CLASSIFIERS)
-def test_freeze_gives_eagers_predictions_bit_for_bit(name, caplog):
+def _eager_and(name: str, graph: str):
+    """Results of a fresh ``name`` (random weights) on random images, eager and ``graph``."""
     torch.manual_seed(0)
     model = build_model(name).eval()
     data = _data(get_model_info(name).input_shape)
-    eager = _run(model, data, "eager")
-    frozen = _run(model, data, "freeze")
+    return _run(model, data, "eager"), _run(model, data, graph)
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_freeze_gives_eagers_predictions_bit_for_bit(name, caplog):
+    eager, frozen = _eager_and(name, "freeze")
     assert eager.run["graph"] == "eager"
     # A model the tracer cannot follow falls back to eager, with a warning; either way the
     # predictions are eager's, bit for bit.
@@ -53,11 +57,7 @@ def test_freeze_gives_eagers_predictions_bit_for_bit(name, caplog):
 
 @pytest.mark.parametrize("name", ["mnist-cnn", "cifar-small"])
 def test_onednn_is_recorded_and_close_to_eager(name):
-    torch.manual_seed(0)
-    model = build_model(name).eval()
-    data = _data(get_model_info(name).input_shape)
-    eager = _run(model, data, "eager")
-    fused = _run(model, data, "onednn")
+    eager, fused = _eager_and(name, "onednn")
     assert fused.run["graph"] == "onednn"
     np.testing.assert_allclose(fused.predictions.probs, eager.predictions.probs, atol=1e-4)
 

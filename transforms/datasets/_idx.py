@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,50 +39,56 @@ MAX_IDX_BYTES = 2**31
 _DEFLATE_MAX_RATIO = 1032  # the most a deflate stream can expand: 1032:1
 
 
+def _dims(head: bytes, ndim: int) -> tuple[tuple[int, ...], int, str]:
+    """An IDX header's dimensions, their product (the body's bytes) and ``"N × R × C"``."""
+    dims = tuple(int(d) for d in np.frombuffer(head, dtype=">u4", count=ndim, offset=4))
+    return dims, int(np.prod(dims, dtype=np.int64)), " × ".join(str(d) for d in dims)
+
+
 def _gunzip(data: bytes, *, path: Path) -> bytes:
     """The decompressed IDX file, read only as far as its header says it reaches (plus one
     byte, to tell extra data): a gzip bomb is never inflated beyond a plausible size."""
     stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        out = stream.decompress(data, 4)
-        if len(out) == 4 and out[:2] == b"\x00\x00":
-            header = 4 + 4 * out[3]
-            out += stream.decompress(stream.unconsumed_tail, header - 4)
-            if len(out) == header:
-                dims = np.frombuffer(out, dtype=">u4", count=out[3], offset=4)
-                size = int(np.prod(dims.astype(np.int64), dtype=np.int64)) if out[3] else 0
-                plausible = min(MAX_IDX_BYTES, _DEFLATE_MAX_RATIO * len(data))
-                if size > plausible:
-                    shape = " × ".join(str(int(d)) for d in dims)
-                    raise DatasetFormatError(
-                        f"{str(path)!r} declares {shape} = {size:,} bytes of data, more than "
-                        f"{len(data):,} gzip bytes can hold or than this reader accepts "
-                        f"({MAX_IDX_BYTES:,}): it is not an IDX file we can read; {_REDOWNLOAD}",
-                        path=path,
-                    )
-                out += stream.decompress(stream.unconsumed_tail, size + 1)
-                if len(out) > header + size:
-                    shape = " × ".join(str(int(d)) for d in dims)
-                    raise DatasetFormatError(
-                        f"{str(path)!r} decompresses to more than the {shape} = {size:,} bytes "
-                        f"its header promises (decompression stopped there): it is not a valid "
-                        f"IDX file; {_REDOWNLOAD}",
-                        path=path,
-                    )
-                if len(out) < header + size and not stream.eof:
-                    raise DatasetFormatError(
-                        f"{str(path)!r} is a gzip file that ends early ({len(data)} bytes): "
-                        f"it is truncated (an interrupted download or copy); {_REDOWNLOAD}",
-                        path=path,
-                    )
-                return out
-        return out + stream.decompress(stream.unconsumed_tail, 64)  # a bad header: enough to say so
+        return _inflate_bounded(stream, data, path=path)
     except zlib.error as exc:
         raise DatasetFormatError(
             f"{str(path)!r} starts like a gzip file but cannot be decompressed ({exc}); "
             f"{_REDOWNLOAD}",
             path=path,
         ) from exc
+
+
+def _inflate_bounded(stream: Any, data: bytes, *, path: Path) -> bytes:
+    out = stream.decompress(data, 4)
+    if len(out) < 4 or out[:2] != b"\x00\x00":  # no IDX header: enough for parse_idx to say
+        return out + stream.decompress(stream.unconsumed_tail, 64)
+    header = 4 + 4 * out[3]
+    out += stream.decompress(stream.unconsumed_tail, header - 4)
+    if len(out) < header:  # a truncated header: parse_idx says so
+        return out
+    _, size, shape = _dims(out, out[3])
+    if size > min(MAX_IDX_BYTES, _DEFLATE_MAX_RATIO * len(data)):
+        raise DatasetFormatError(
+            f"{str(path)!r} declares {shape} = {size:,} bytes of data, more than "
+            f"{len(data):,} gzip bytes can hold or than this reader accepts "
+            f"({MAX_IDX_BYTES:,}): it is not an IDX file we can read; {_REDOWNLOAD}",
+            path=path,
+        )
+    out += stream.decompress(stream.unconsumed_tail, size + 1)
+    if len(out) > header + size:
+        raise DatasetFormatError(
+            f"{str(path)!r} decompresses to more than the {shape} = {size:,} bytes its header "
+            f"promises (decompression stopped there): it is not a valid IDX file; {_REDOWNLOAD}",
+            path=path,
+        )
+    if len(out) < header + size and not stream.eof:
+        raise DatasetFormatError(
+            f"{str(path)!r} is a gzip file that ends early ({len(data)} bytes): it is "
+            f"truncated (an interrupted download or copy); {_REDOWNLOAD}",
+            path=path,
+        )
+    return out
 
 
 def parse_idx(data: bytes, *, path: Path, magic: int) -> np.ndarray:
@@ -131,10 +138,8 @@ def parse_idx(data: bytes, *, path: Path, magic: int) -> np.ndarray:
             f"an {expected}: it is truncated; {_REDOWNLOAD}",
             path=path,
         )
-    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    size = int(np.prod(dims, dtype=np.int64))
+    dims, size, shape = _dims(data, ndim)
     body = len(data) - header
-    shape = " × ".join(str(d) for d in dims)
     if body < size:
         raise DatasetFormatError(
             f"{str(path)!r} is truncated: its header promises {shape} = {size} bytes of data, "
