@@ -9,6 +9,8 @@ from geomrobust._lazy import lazy_exports
 _LAZY = {
     "evaluate": "geomrobust.robustness._engine",
     "EvalOptions": "geomrobust.robustness._eval_options",
+    "ForwardOptions": "geomrobust.robustness._forward",
+    "keep_freed_memory": "geomrobust.robustness._fast_cpu",
     "Shard": "geomrobust.robustness._engine",
     "ShardResult": "geomrobust.robustness._engine",
     "plan_shards": "geomrobust.robustness._engine",

@@ -154,10 +154,12 @@ class AttackPlan(_Plan):
             if batch.images is not None:
                 x = self.runner.to_device(batch)
                 labels = self.data.labels[batch.start : batch.stop].to(x.device)
-                for a, b in self.runner.pieces(x):
-                    idx = np.arange(batch.start + a, batch.start + b, dtype=np.int64)
-                    values = self._outcomes(x[a:b], labels[a:b], idx)
-                    out[:, lo + a : lo + b] = values
+
+                def piece(a: int, b: int, x=x, labels=labels, out=out, lo=lo, start=batch.start):
+                    idx = np.arange(start + a, start + b, dtype=np.int64)
+                    out[:, lo + a : lo + b] = self._outcomes(x[a:b], labels[a:b], idx)
+
+                self.runner.pieces(x, piece)
                 if batch.ok is not None:
                     out[0, lo : lo + batch.stop - batch.start][~batch.ok.numpy()] = -1
             if progress is not None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch.nn import functional as F
 
 from geomrobust.robustness._eval_errors import EvalInputError
 from geomrobust.robustness._eval_options import EvalOptions
+from geomrobust.robustness._forward import ModelForward, Passes
 from geomrobust.robustness._io import PartialStore
 from geomrobust.robustness._metrics import confusion_matrix
 from geomrobust.robustness._results import (
@@ -162,8 +162,9 @@ class _Runner:
         self.padding = "zeros" if fill is None else "constant"
         self.checked = False
         self.nonfinite_logits = False
-        self.graph = "eager"  # what ran: the options' graph, or eager after a failed trace
-        self._forward: Any = None
+        self.forward = ModelForward(model, self.device, options.forward_options())
+        self.passes = Passes()
+        self.pin_memory = self.device.type == "cuda"
 
     def batches(self, ranges: Sequence[tuple[int, int]]) -> Iterable[Batch]:
         """The data's batches of ``ranges``, decoded once (see ``batches`` of the datasets)."""
@@ -172,7 +173,7 @@ class _Runner:
             batch_size=self.options.batch_size,
             preprocess=self.options.preprocess,
             workers=self.options.workers,
-            pin_memory=self.device.type == "cuda",
+            pin_memory=self.pin_memory,
         )
 
     def to_device(self, batch: Batch) -> Tensor | None:
@@ -180,17 +181,19 @@ class _Runner:
             return None
         return batch.images.to(self.device, self.dtype, non_blocking=True)
 
-    def pieces(self, x: Tensor | None) -> list[tuple[int, int]]:
-        """The forward passes of a batch: on CPU, at most :data:`CPU_PASS_BYTES` of images
-        each (fresh allocations above glibc's mmap threshold page-fault on every pass,
-        measured 1.8x slower for 224×224 batches of 64), else the whole batch."""
-        if x is None:
-            return []
+    def pieces(self, x: Tensor | None, fn: Callable[[int, int], None]) -> None:
+        """Call ``fn(a, b)`` on the forward passes ``x[a:b]`` of a batch: on CPU, at most
+        :data:`CPU_PASS_BYTES` of images each (fresh allocations above glibc's mmap
+        threshold page-fault on every pass, measured 1.8x slower for 224×224 batches of
+        64), else the whole batch; halved for good after an out-of-memory error."""
+        if x is None or x.shape[0] == 0:
+            return
         n = x.shape[0]
-        if self.device.type != "cpu" or n == 0:
-            return [(0, n)]
-        per = max(1, CPU_PASS_BYTES // max(1, x[0].numel() * x.element_size()))
-        return [(a, min(a + per, n)) for a in range(0, n, per)]
+        if self.device.type == "cpu":
+            per = max(1, CPU_PASS_BYTES // max(1, x[0].numel() * x.element_size()))
+            if self.passes.limit is None or per < self.passes.limit:
+                self.passes.limit = per
+        self.passes.run(0, n, fn)
 
     def predict(self, point: AffineParams, x: Tensor) -> Tensor:
         """``(B,)`` int64 predictions (labels of the data) of ``x`` under ``point``; ``x``
@@ -242,49 +245,6 @@ class _Runner:
                 "records run.nonfinite_logits"
             )
         return logits
-
-    def forward(self, x: Tensor) -> Tensor:
-        """The model on a prepared batch, as ``options.graph`` says (traced on first use,
-        checked against eager on that batch; eager again if the graph fails later)."""
-        if self._forward is None:
-            self._forward = self._build_forward(x)
-        if self._forward is self.model:
-            return self.model(x)
-        try:
-            return self._forward(x)
-        except Exception as exc:  # a traced graph that does not generalise to this batch
-            self._fall_back(f"it failed on a batch of {x.shape[0]} ({type(exc).__name__})")
-            return self.model(x)
-
-    def _fall_back(self, why: str) -> None:
-        log.warning("warning: graph=%r: %s; the model runs eagerly", self.options.graph, why)
-        self._forward, self.graph = self.model, "eager"
-
-    def _build_forward(self, x: Tensor) -> Any:
-        wanted = self.options.graph
-        if wanted == "eager" or torch.is_grad_enabled():  # an attack needs gradients
-            return self.model
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # trace warnings about Python checks
-                graph = torch.jit.freeze(torch.jit.trace(self.model, x, check_trace=False))
-                if wanted == "onednn":
-                    graph = torch.jit.optimize_for_inference(graph)
-                got, want = graph(x), self.model(x)
-        except Exception as exc:
-            reason = " ".join(str(exc).split())[:200]
-            self._fall_back(f"the model cannot be traced ({type(exc).__name__}: {reason})")
-            return self.model
-        same = (
-            torch.equal(got, want)
-            if wanted == "freeze"
-            else torch.allclose(got, want, rtol=1e-4, atol=1e-4, equal_nan=True)
-        )
-        if not same:
-            self._fall_back("the traced graph's logits differ from eager on the first batch")
-            return self.model
-        self.graph = wanted
-        return graph
 
     def labels_of(self, logits: Tensor) -> Tensor:
         """``(B,)`` predicted labels of the data: the argmax over all outputs, mapped to
@@ -352,8 +312,12 @@ class _Runner:
                     out[lo:hi], probs[lo:hi] = -1, np.nan
             else:
                 targets = self.output_of(self.data.labels[batch.start : batch.stop].to(x.device))
-                for a, b in self.pieces(x):
-                    self._score_rows(group, x[a:b], targets[a:b], lo + a)
+                self.pieces(
+                    x,
+                    lambda a, b, x=x, t=targets, g=group, lo=lo: self._score_rows(
+                        g, x[a:b], t[a:b], lo + a
+                    ),
+                )
                 if batch.ok is not None:
                     bad = ~batch.ok.numpy()
                     for _, _, out, probs in group.rows:
@@ -583,8 +547,8 @@ class _Plan:
             "data": self.data_record.to_dict(),
             "transform": self.transform.to_dict(),
             "preprocess": self.preprocess,
-            # a resumed run must not mix predictions of graphs that differ in bits
-            "graph": "onednn" if self.options.graph == "onednn" else "exact",
+            # a resumed run must not mix predictions of numerics that differ in bits
+            "graph": self.options.forward_options().numerics(),
         }
 
     def run_record(self, **extra: Any) -> dict[str, Any]:
@@ -596,7 +560,9 @@ class _Plan:
             "batch_size": self.options.batch_size,
             "threads": torch.get_num_threads(),
             "nonfinite_logits": self.runner.nonfinite_logits,
-            "graph": self.runner.graph,
+            **self.runner.forward.record(),
+            "pin_memory": self.runner.pin_memory,
+            "oom_halvings": self.runner.passes.halvings,
             **extra,
         }
 

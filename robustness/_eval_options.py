@@ -10,6 +10,7 @@ from typing import Any
 from torch import Tensor
 
 from geomrobust.robustness._eval_errors import EvalInputError
+from geomrobust.robustness._forward import ForwardOptions
 from geomrobust.robustness._results import TransformRecord
 from geomrobust.transforms import Interpolation
 from geomrobust.transforms._options import parse_choice
@@ -18,10 +19,6 @@ from geomrobust.transforms.datasets import Preprocess
 __all__ = ["EvalOptions"]
 
 FillLike = float | Sequence[float] | str | None
-
-
-GRAPHS = ("eager", "freeze", "onednn")
-"""The ways :class:`EvalOptions` can run a model (``graph``)."""
 
 
 @dataclass(frozen=True)
@@ -41,14 +38,12 @@ class EvalOptions:
             images as stored); recorded in the result.
         workers: DataLoader processes decoding a streamed dataset (an image folder); 0
             decodes in this process. Results do not depend on it.
-        graph: How the model runs: ``"eager"`` (as given); ``"freeze"``
-            (``torch.jit.trace`` + ``torch.jit.freeze``: the same float operations, logits
-            equal to eager's bit for bit); ``"onednn"`` (also
-            ``torch.jit.optimize_for_inference``: fused oneDNN kernels, several times faster
-            on CPU, but logits differ in the last bits, so an argmax can flip).
-            ``benchmarks/eval.py`` times all three. Both are checked against eager on the
-            first batch; a model that cannot be traced runs eagerly, with a warning. The
-            result records what ran (``run.graph``).
+        graph, amp, channels_last, compile, cpu_fast_path: How the model is called
+            (:class:`~geomrobust.robustness._forward.ForwardOptions`): by default eagerly,
+            with the exact CPU fast path. ``graph="freeze"`` is exact too;
+            ``graph="onednn"``, ``amp``, ``channels_last`` and ``compile`` change the logits'
+            last bits. ``benchmarks/eval.py`` times them. The result records what ran
+            (``run.graph``, ``run.amp``, ..., and ``run.numerics``).
     """
 
     mean: tuple[float, ...] | None = None
@@ -59,6 +54,10 @@ class EvalOptions:
     preprocess: Preprocess | None = None
     workers: int = 0
     graph: str = "eager"
+    amp: str | None = None
+    channels_last: bool = False
+    compile: bool = False
+    cpu_fast_path: bool = True
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -101,8 +100,7 @@ class EvalOptions:
                     f"{list(values)}. Give values in [0, 1] (or 'mean')"
                 )
             set_(self, "fill", values)
-        if self.graph not in GRAPHS:
-            raise EvalInputError(f"graph must be one of {list(GRAPHS)}; got {self.graph!r}")
+        self.forward_options()  # checks graph, amp, channels_last, compile, cpu_fast_path
         bs = self.batch_size
         if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
             raise EvalInputError(f"batch_size must be an int >= 1; got {bs!r}")
@@ -115,6 +113,16 @@ class EvalOptions:
         w = self.workers
         if isinstance(w, bool) or not isinstance(w, int) or w < 0:
             raise EvalInputError(f"workers must be an int >= 0; got {w!r}")
+
+    def forward_options(self) -> ForwardOptions:
+        """How the model is called."""
+        return ForwardOptions(
+            graph=self.graph,
+            amp=self.amp,
+            channels_last=self.channels_last,
+            compile=self.compile,
+            cpu_fast_path=self.cpu_fast_path,
+        )
 
     def fill_values(self) -> tuple[float, ...] | None:
         """The constant fill in image space, or ``None`` for zeros."""

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from geomrobust.robustness._eval_errors import EvalInputError
+from geomrobust.robustness._forward import ForwardOptions, ModelForward, Passes
 from geomrobust.robustness._metrics import confusion_matrix, per_class_accuracy, wilson_interval
 from geomrobust.robustness._results import DataRecord, ModelRecord
 from geomrobust.robustness._runtime import model_device_dtype, versions
@@ -145,6 +146,7 @@ def evaluate_pairs(
     progress: Callable[[int], None] | None = None,
     pair_range: tuple[int, int] | None = None,
     predictions: np.ndarray | None = None,
+    forward: ForwardOptions | None = None,
 ) -> PairResult:
     """Classify ``num_pairs`` fresh pairs drawn from ``data`` with ``model(a, b)``.
 
@@ -168,6 +170,9 @@ def evaluate_pairs(
             result then cover those pairs only.
         predictions: ``(num_pairs,)`` predictions made elsewhere (gathered from ranks):
             nothing is classified, only the metrics are computed.
+        forward: How the model is called (graph, mixed precision, ...); default
+            :class:`ForwardOptions` (eager, exact). A forward pass that runs out of memory
+            is retried in halves.
 
     Raises:
         EvalInputError: training-mode model, bad counts or range, or a class count other
@@ -210,6 +215,10 @@ def evaluate_pairs(
             f"({num_pairs}); got {pair_range!r}"
         )
     pairs = TransformPairs(data, num_pairs, config=config, generator=seed)
+    forward = ForwardOptions() if forward is None else forward
+    if not isinstance(forward, ForwardOptions):
+        raise EvalInputError(f"forward must be a ForwardOptions; got {type(forward).__name__}")
+    run_model, passes = ModelForward(model, device, forward), Passes()
     started = time.perf_counter()
     if predictions is not None:
         predictions = np.asarray(predictions)
@@ -221,6 +230,14 @@ def evaluate_pairs(
         predictions = predictions[first:last].astype(np.int64)
     else:
         predictions = np.empty(last - first, dtype=np.int64)
+
+        def classify(a_img: Tensor, b_img: Tensor, at: int) -> Callable[[int, int], None]:
+            def piece(lo: int, hi: int) -> None:
+                logits = run_model(a_img[lo:hi], b_img[lo:hi])
+                predictions[at + lo : at + hi] = logits.argmax(dim=1).cpu().numpy()
+
+            return piece
+
         with torch.inference_mode():
             for start in range(first, last, batch_size):
                 stop = min(start + batch_size, last)
@@ -228,8 +245,7 @@ def evaluate_pairs(
                 a, b = a.to(device, dtype), b.to(device, dtype)
                 if m is not None:
                     a, b = (a - m) / s, (b - m) / s
-                logits = model(a, b)
-                predictions[start - first : stop - first] = logits.argmax(dim=1).cpu().numpy()
+                passes.run(0, stop - start, classify(a, b, start - first))
                 if progress is not None:
                     progress(stop - start)
     labels = pairs.labels(np.arange(first, last)).numpy().astype(np.int64)
@@ -262,6 +278,8 @@ def evaluate_pairs(
             "device": str(device),
             "batch_size": batch_size,
             "elapsed_s": round(time.perf_counter() - started, 3),
+            **run_model.record(),
+            "oom_halvings": passes.halvings,
         },
         predictions=predictions,
     )

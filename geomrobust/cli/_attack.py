@@ -16,7 +16,7 @@ from geomrobust.cli._options import (
     add_batch_size,
     add_device,
     add_force,
-    add_graph,
+    add_forward,
     add_out,
     add_progress,
     add_seed,
@@ -83,7 +83,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_seed(p, what="the draws")
     add_batch_size(p, default=256)
-    add_graph(p)
+    add_forward(p)
     add_device(p, torchrun=True)
     add_threads(p, torchrun=True)
     add_out(p, metavar="RESULT.json", help="result file")

@@ -15,6 +15,7 @@ from geomrobust.cli._options import (
     add_batch_size,
     add_device,
     add_force,
+    add_forward,
     add_out,
     add_progress,
     add_seed,
@@ -55,6 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_seed(q, what="the pairs")
     q.add_argument("--crop", action="store_true", help="crop pairs free of rotation padding")
     add_batch_size(q, default=256, what="pairs")
+    add_forward(q)
     add_device(q, torchrun=True)
     add_threads(q, torchrun=True)
     add_out(q, metavar="RESULT.json", help="result file")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from geomrobust.cli._errors import UsageError
 from geomrobust.cli._inputs import load_model_and_data, preprocess_from_args
-from geomrobust.cli._options import floats
+from geomrobust.cli._options import floats, forward_options
 
 __all__ = [
     "already_complete",
@@ -120,7 +120,7 @@ def image_inputs(args: argparse.Namespace, *, device: str | None = None):
         batch_size=args.batch_size,
         preprocess=preprocess,
         workers=workers,
-        graph=getattr(args, "graph", "eager"),
+        **forward_options(args),
     )
     return data, loaded, device, options
 
@@ -160,6 +160,8 @@ def pairs_inputs(args: argparse.Namespace, *, device: str | None = None):
             f"hours of work or more; above {MAX_PAIRS_WITHOUT_YES:,} pairs pass --yes to run "
             "it anyway"
         )
+    from geomrobust.robustness import ForwardOptions
+
     data, loaded, _ = load_model_and_data(args, pairs=True, device=device)
     if loaded.num_inputs == 1:
         raise UsageError(
@@ -175,6 +177,7 @@ def pairs_inputs(args: argparse.Namespace, *, device: str | None = None):
         "std": loaded.record.std,
         "batch_size": args.batch_size,
         "record": loaded.record,
+        "forward": ForwardOptions(**forward_options(args)),
     }
     return data, loaded, options
 

@@ -13,6 +13,7 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from geomrobust.cli._errors import UsageError
 
@@ -20,12 +21,14 @@ __all__ = [
     "add_batch_size",
     "add_device",
     "add_force",
+    "add_forward",
     "add_out",
     "add_progress",
     "add_seed",
     "add_threads",
     "check_out",
     "floats",
+    "forward_options",
     "progress_bar",
     "resolve_device",
     "set_threads",
@@ -61,16 +64,60 @@ def add_batch_size(p: argparse.ArgumentParser, *, default: int, what: str = "ima
     )
 
 
-def add_graph(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
+def add_forward(p: argparse.ArgumentParser) -> None:
+    """How the model is called: --graph, --amp, --channels-last, --compile,
+    --no-cpu-fast-path (:func:`forward_options` reads them)."""
+    g = p.add_argument_group(
+        "how the model runs",
+        "The defaults give eager's logits bit for bit. --graph freeze does too; --graph "
+        "onednn, --amp, --channels-last and --compile change the logits' last bits (an argmax "
+        "can flip). The result records what ran (run.graph, run.amp, run.channels_last, "
+        "run.compile, run.cpu_fast_path, run.numerics).",
+    )
+    g.add_argument(
         "--graph",
         choices=("eager", "freeze", "onednn"),
         default="eager",
-        help="how the model runs: eager (default); freeze (torch.jit trace + freeze: logits "
-        "equal to eager's bit for bit); onednn (also fused oneDNN kernels: several times faster "
-        "on CPU, but logits differ in the last bits, so a prediction can flip). "
-        "A model that cannot be traced runs eagerly with a warning; run.graph records what ran",
+        help="eager (default); freeze (torch.jit trace + freeze: logits equal to eager's bit "
+        "for bit); onednn (also fused oneDNN kernels: faster on CPU, not bit-equal). A model "
+        "that cannot be traced runs eagerly with a warning",
     )
+    g.add_argument(
+        "--amp",
+        choices=("bf16", "fp16"),
+        help="mixed precision: the forward runs under torch.autocast with this dtype (GPUs; "
+        "bf16 also on recent CPUs)",
+    )
+    g.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="give the model channels-last images (faster convolutions on GPUs)",
+    )
+    g.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model (minutes of compiling on a large model; without a C "
+        "compiler or on failure the model runs eagerly, with a warning)",
+    )
+    g.add_argument(
+        "--no-cpu-fast-path",
+        dest="cpu_fast_path",
+        action="store_false",
+        help="on CPU, run max_pool2d with its index tensor and glibc's malloc defaults (the "
+        "fast path is exact; this is for comparison)",
+    )
+
+
+def forward_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`~geomrobust.robustness.EvalOptions` fields of :func:`add_forward`'s
+    flags."""
+    return {
+        "graph": args.graph,
+        "amp": args.amp,
+        "channels_last": args.channels_last,
+        "compile": args.compile,
+        "cpu_fast_path": args.cpu_fast_path,
+    }
 
 
 def add_out(p: argparse.ArgumentParser, *, metavar: str, help: str, required: bool = True) -> None:

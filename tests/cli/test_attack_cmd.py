@@ -101,3 +101,10 @@ def test_an_interrupted_attack_resumes(tmp_path, monkeypatch):
     for key in a.arrays:
         assert np.array_equal(a.arrays[key], b.arrays[key], equal_nan=True), key
     assert b.run["shards_resumed"] > 0
+
+
+def test_forward_flags_are_recorded(tmp_path):
+    out = tmp_path / "a.json"
+    assert _attack(out, "--graph", "freeze", "--max-images", "16") == 0
+    run = json.loads(out.read_text())["run"]
+    assert (run["graph"], run["numerics"], run["cpu_fast_path"]) == ("freeze", "exact", True)

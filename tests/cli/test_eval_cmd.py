@@ -582,3 +582,74 @@ def test_model_args_reach_the_architecture(ckpt_dir, tmp_path):
     args = ["--model", "mnist-cnn", "--model-args", '{"num_classes": 10}', *S]
     assert _eval(ckpt_dir / "plain.pt", out, *args) == 0
     assert json.loads(out.read_text())["model"]["model_args"] == {"num_classes": 10}
+
+
+def test_forward_flags_are_recorded_by_eval_and_eval_pairs(ckpt_dir, tmp_path):
+    out = tmp_path / "amp.json"
+    assert (
+        _eval(
+            ckpt_dir / "cnn.safetensors",
+            out,
+            "--scales",
+            SCALES,
+            "--amp",
+            "bf16",
+            "--channels-last",
+            "--max-images",
+            "40",
+        )
+        == 0
+    )
+    run = json.loads(out.read_text())["run"]
+    assert (run["amp"], run["channels_last"], run["graph"]) == ("bf16", True, "eager")
+    assert run["numerics"] == "amp=bf16,channels_last"
+    plain = tmp_path / "plain.json"
+    assert (
+        _eval(
+            ckpt_dir / "cnn.safetensors",
+            plain,
+            "--scales",
+            SCALES,
+            "--no-cpu-fast-path",
+            "--max-images",
+            "40",
+        )
+        == 0
+    )
+    run = json.loads(plain.read_text())["run"]
+    assert (run["cpu_fast_path"], run["numerics"]) == (False, "exact")
+    pairs = tmp_path / "pairs.json"
+    args = [
+        "eval-pairs",
+        "--checkpoint",
+        str(ckpt_dir / "pairs.safetensors"),
+        "--dataset",
+        "digits",
+        "--pairs",
+        "20",
+        "--graph",
+        "freeze",
+        "--out",
+        str(pairs),
+        "--no-progress",
+    ]
+    assert run_cli(args) == 0
+    run = json.loads(pairs.read_text())["run"]
+    assert (run["graph"], run["numerics"], run["oom_halvings"]) == ("freeze", "exact", 0)
+
+
+def test_compile_with_a_graph_is_refused_in_one_line(ckpt_dir, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert (
+        _eval(
+            ckpt_dir / "cnn.safetensors",
+            out,
+            "--scales",
+            SCALES,
+            "--compile",
+            "--graph",
+            "freeze",
+        )
+        == 2
+    )
+    assert "compile and graph='freeze' are two ways" in _error(capsys)

@@ -1,5 +1,6 @@
-"""``EvalOptions(graph=...)``: the traced fast paths against eager, for every image classifier
-in the registry, on a small sweep (random weights, random images of the model's shape)."""
+"""The engine's fast paths against eager, for every image classifier in the registry, on a
+small sweep (random weights, random images of the model's shape): the default CPU fast path
+(``cpu_fast_path``) and ``graph="freeze"`` bit for bit, ``graph="onednn"`` close."""
 
 from __future__ import annotations
 
@@ -29,17 +30,32 @@ def _data(shape: tuple[int, int, int], seed: int = 0) -> ImageDataset:
     return ImageDataset("random", "test", images, labels, tuple(str(i) for i in range(10)), fp)
 
 
-def _run(model, data, graph: str):
-    options = EvalOptions(mean=(0.5,), std=(0.25,), batch_size=10, graph=graph)
+def _run(model, data, graph: str, **extra):
+    options = EvalOptions(mean=(0.5,), std=(0.25,), batch_size=10, graph=graph, **extra)
     return evaluate(model, data, SWEEP, options=options)
 
 
-def _eager_and(name: str, graph: str):
-    """Results of a fresh ``name`` (random weights) on random images, eager and ``graph``."""
+def _eager_and(name: str, graph: str, **extra):
+    """Results of a fresh ``name`` (random weights) on random images, plain eager (no CPU
+    fast path) and ``graph`` with ``extra`` options."""
     torch.manual_seed(0)
     model = build_model(name).eval()
     data = _data(get_model_info(name).input_shape)
-    return _run(model, data, "eager"), _run(model, data, graph)
+    return _run(model, data, "eager", cpu_fast_path=False), _run(model, data, graph, **extra)
+
+
+def _assert_same_predictions(a, b) -> None:
+    assert np.array_equal(a.predictions.points, b.predictions.points)
+    assert np.array_equal(a.predictions.clean, b.predictions.clean)
+    assert np.array_equal(a.predictions.probs, b.predictions.probs)
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_the_cpu_fast_path_gives_eagers_predictions_bit_for_bit(name):
+    eager, fast = _eager_and(name, "eager")
+    assert eager.run["cpu_fast_path"] is False
+    assert (fast.run["cpu_fast_path"], fast.run["numerics"]) == (True, "exact")
+    _assert_same_predictions(fast, eager)
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
@@ -50,9 +66,7 @@ def test_freeze_gives_eagers_predictions_bit_for_bit(name, caplog):
     # predictions are eager's, bit for bit.
     fell_back = any("runs eagerly" in r.getMessage() for r in caplog.records)
     assert frozen.run["graph"] == ("eager" if fell_back else "freeze")
-    assert np.array_equal(frozen.predictions.points, eager.predictions.points)
-    assert np.array_equal(frozen.predictions.clean, eager.predictions.clean)
-    assert np.array_equal(frozen.predictions.probs, eager.predictions.probs)
+    _assert_same_predictions(frozen, eager)
 
 
 @pytest.mark.parametrize("name", ["mnist-cnn", "cifar-small"])
@@ -85,3 +99,16 @@ def test_unknown_graph_is_refused():
         EvalInputError, match=r"graph must be one of \['eager', 'freeze', 'onednn'\]"
     ):
         EvalOptions(graph="fast")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"amp": "fp8"}, r"amp must be None or one of \['bf16', 'fp16'\]; got 'fp8'"),
+        ({"channels_last": "yes"}, "channels_last must be True or False; got 'yes'"),
+        ({"compile": True, "graph": "freeze"}, "compile and graph='freeze' are two ways"),
+    ],
+)
+def test_bad_forward_options_are_refused(options, message):
+    with pytest.raises(EvalInputError, match=message):
+        EvalOptions(**options)

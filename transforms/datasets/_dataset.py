@@ -15,6 +15,9 @@ from ._preprocess import Preprocess
 
 __all__ = ["ImageDataset", "make_dataset"]
 
+PIN_WHOLE_BYTES = 2 << 30
+"""In-memory images up to this size are page-locked whole for a pass to the GPU."""
+
 
 @dataclass(frozen=True, eq=False)
 class ImageDataset:
@@ -104,12 +107,22 @@ class ImageDataset:
         pin_memory: bool = False,
     ) -> Iterator[Batch]:
         """Images of ``ranges``, ``batch_size`` at a time (views; resized and cropped by
-        ``preprocess`` when it is not the identity). ``workers`` and ``pin_memory`` are
-        accepted for the same signature as :meth:`FolderDataset.batches` and unused."""
+        ``preprocess`` when it is not the identity). With ``pin_memory`` (and CUDA), the
+        images come from a page-locked copy, made once per call when they take at most
+        :data:`PIN_WHOLE_BYTES`, else batch by batch, so copies to the GPU run
+        asynchronously. ``workers`` is accepted for the same signature as
+        :meth:`FolderDataset.batches` and unused."""
+        images = self.images
+        pin_each = False
+        if pin_memory and torch.cuda.is_available() and not images.is_pinned():
+            if images.numel() * images.element_size() <= PIN_WHOLE_BYTES:
+                images = images.pin_memory()
+            else:
+                pin_each = True
         for start, stop in ranges:
             for s in range(start, stop, batch_size):
                 e = min(s + batch_size, stop)
-                x = self.images[s:e]
+                x = images[s:e].pin_memory() if pin_each else images[s:e]
                 if preprocess is not None and not preprocess.is_identity:
                     x = preprocess(x, name=f"{self.name} ({self.split}) images")
                 yield Batch(s, e, x)
