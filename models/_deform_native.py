@@ -3,25 +3,65 @@
 Same contract and offset layout as ``torchvision.ops.deform_conv2d`` (see
 :class:`geomrobust.models.DeformConv2dBlock`), computed as:
 
-1. sampling positions ``p = base + offset`` for every output pixel and tap, their four
-   bilinear corners as row indices into the channels-last input ``(B·H·W, C)`` and the
-   corner weights (bilinear × modulation × inside-the-image);
-2. one ``index_select`` of whole channel rows per corner (contiguous copies), summed into a
-   channels-last column tensor ``(B, L, K·C)``;
-3. one matrix multiply with the weight laid out as ``(K·C, C_out)``.
+1. sampling positions ``p = base + offset`` for every output pixel and tap, the row index
+   of their top-left bilinear corner in the zero-padded input and the four corner weights
+   (bilinear × modulation);
+2. a gather per corner (``index_select`` into a reused buffer; the other three corners are
+   the same index into the input shifted by one pixel, row or both), summed into a column
+   matrix;
+3. one matrix multiply with the weight, written straight into the ``(B, C_out, H_out,
+   W_out)`` output.
+
+Two layouts of the gather:
+
+* *rows* (``C / G >= 4``): the channels-last input ``(B·(H+3)·(W+3)·G, C/G)``, whole
+  channel rows per sample, columns ``(B·L, K·C)``;
+* *planes* (fewer channels per offset group, e.g. an RGB or grey first layer): one
+  channel plane at a time, scalar gathers, columns ``(C·K, B·L)``. Gathering 1-3 float rows
+  is several times slower per float than gathering scalars from a plane.
 
 The backward pass is written by hand (:class:`torch.autograd.Function`): the input gradient
-is one ``index_add_`` of channel rows, the offset and modulation gradients are reductions
-over channels of the same gathered corners. Supports ``groups=1`` and any number of offset
+is one ``index_add_`` per corner, the offset and modulation gradients are reductions over
+channels of the same gathered corners. Supports ``groups=1`` and any number of offset
 groups; other configurations use torchvision's kernel.
+
+Work buffers that do not outlive a call are kept per thread and reused (at most
+``_MAX_CACHED`` elements each): fresh large allocations page-fault and cost more than the
+gathers themselves on CPU.
 """
 
 from __future__ import annotations
+
+import math
+import threading
 
 import torch
 from torch import Tensor
 
 __all__ = ["deform_conv2d_native"]
+
+#: Fewer channels per offset group than this use the *planes* layout.
+_PLANES_BELOW = 4
+#: Largest work buffer (elements) kept between calls.
+_MAX_CACHED = 1 << 26
+_local = threading.local()
+
+
+def _scratch(slot: str, shape: tuple[int, ...], like: Tensor, *, dtype=None) -> Tensor:
+    """An uninitialised work buffer for this thread, reused across calls.
+
+    Only for values that do not outlive the call: the next call overwrites it.
+    """
+    dtype = like.dtype if dtype is None else dtype
+    numel = math.prod(shape)
+    if numel > _MAX_CACHED:
+        return torch.empty(shape, dtype=dtype, device=like.device)
+    cache = _local.__dict__.setdefault("buffers", {})
+    key = (slot, dtype, like.device)
+    buf = cache.get(key)
+    if buf is None or buf.numel() < numel:
+        buf = cache[key] = torch.empty(numel, dtype=dtype, device=like.device)
+    return buf[:numel].view(shape)
 
 
 def _base_positions(
@@ -37,118 +77,267 @@ def _base_positions(
     return rows.reshape(kh * kw, ho * wo), cols.reshape(kh * kw, ho * wo)
 
 
-def _sampling(x_shape, offset: Tensor, mask: Tensor | None, geometry):
-    """Row indices of the four bilinear corners into the padded channels-last input (each
-    ``(B·L·K·G,)``), their weights (each ``(B·L·K·G, 1)``), and what the backward needs.
+# Sample order of each layout, as a permutation of (B, G, K, L), and where the (K, L) base
+# positions go in it.
+_ORDER = {"rows": (0, 3, 2, 1), "planes": (1, 2, 0, 3)}
 
-    The input is padded with one zero row/column before and two after, and sampling
-    positions are clamped to ``[-1, H] × [-1, W]``: every corner then indexes a real pixel
-    (zeros outside the image), so no per-corner bounds checks are needed. Positions at or
-    beyond ``-1`` / ``H`` sample 0 with zero gradient, as in torchvision's kernel.
+
+def _to_order(t: Tensor, layout: str) -> Tensor:
+    """``(B, G, K, L)`` → the layout's sample order (a view)."""
+    return t.permute(_ORDER[layout])
+
+
+def _base_in_order(base: Tensor, layout: str) -> Tensor:
+    return base.t()[None, :, :, None] if layout == "rows" else base[:, None, :]
+
+
+def _sampling(x_shape, offset: Tensor, mask: Tensor | None, geometry, layout: str):
+    """Top-left corner indices, corner weights and what the backward pass needs.
+
+    Samples are in the layout's order (``(B, L, K, G)`` for rows, ``(G, K, B, L)`` for
+    planes). Positions are clamped to ``[-1, H] × [-1, W]`` and the input is padded with
+    one zero row/column before and two after, so every corner indexes a real element and
+    positions at or beyond ``-1`` / ``H`` sample 0 (as in torchvision's kernel) without
+    per-corner bounds checks. Rows index ``(B·(H+3)·(W+3)·G, C/G)``; planes index one
+    channel's ``(B·(H+3)·(W+3),)``.
+
+    Returns:
+        ``index`` (int, sample shape), ``weights`` ``(4, *sample shape)`` for the corners
+        ``(y0, x0), (y0, x0+1), (y0+1, x0), (y0+1, x0+1)``, and ``(py, px, ly, lx)``: the
+        clamped positions and their fractional parts.
     """
     b, _, h, w = x_shape
     kh, kw, stride, padding, dilation = geometry
     k = kh * kw
     ho, wo = offset.shape[-2:]
     groups = offset.shape[1] // (2 * k)
+    dtype, device = offset.dtype, offset.device
     base_y, base_x = _base_positions(
-        ho, wo, kh, kw, stride, padding, dilation, device=offset.device, dtype=offset.dtype
+        ho, wo, kh, kw, stride, padding, dilation, device=device, dtype=dtype
     )
     off = offset.reshape(b, groups, k, 2, ho * wo)  # torchvision's layout: (dy, dx) per tap
-    py, px = base_y + off[:, :, :, 0], base_x + off[:, :, :, 1]  # (B, G, K, L)
-    in_image = ((py > -1) & (py < h) & (px > -1) & (px < w)).to(offset.dtype)
-    inside = in_image if mask is None else in_image * mask.reshape(b, groups, k, ho * wo)
-    py, px = py.clamp(-1, h), px.clamp(-1, w)
-    y0, x0 = torch.floor(py), torch.floor(px)
+    shape = _to_order(off[:, :, :, 0], layout).shape
+    py = torch.empty(shape, dtype=dtype, device=device)
+    px = torch.empty(shape, dtype=dtype, device=device)
+    torch.add(_base_in_order(base_y, layout), _to_order(off[:, :, :, 0], layout), out=py)
+    torch.add(_base_in_order(base_x, layout), _to_order(off[:, :, :, 1], layout), out=px)
+    py.clamp_(-1, h)
+    px.clamp_(-1, w)
+    y0 = torch.floor(py, out=_scratch("y0", shape, py))
+    x0 = torch.floor(px, out=_scratch("x0", shape, px))
     ly, lx = py - y0, px - x0
-    hy, hx = 1.0 - ly, 1.0 - lx
-    wy0, wy1 = hy * inside, ly * inside
-    weights = [wy0 * hx, wy0 * lx, wy1 * hx, wy1 * lx]
     hp, wp = h + 3, w + 3
-    # Row of the top-left corner in the padded channels-last input, one row per (pixel, group).
-    batch = torch.arange(b, device=offset.device).view(b, 1, 1, 1) * hp
-    group = torch.arange(groups, device=offset.device).view(1, groups, 1, 1)
-    top_left = ((batch + y0.long() + 1) * wp + x0.long() + 1) * groups + group
-    # Samples in (B, L, K, G) order, so the gathered rows form the (B·L, K·C) column matrix.
-    order = (0, 3, 2, 1)
-    top_left = top_left.permute(order).reshape(-1)
-    index = [top_left + d * groups for d in (0, 1, wp, wp + 1)]
-    weights = [q.permute(order).reshape(-1, 1) for q in (wy0 * hx, wy0 * lx, wy1 * hx, wy1 * lx)]
-    return index, weights, (ly, lx, hy, hx, inside, in_image, groups, ho, wo)
+    if layout == "rows":
+        step = groups
+        first = torch.arange(b, device=device).view(b, 1, 1, 1) * (hp * wp * groups)
+        first = first + torch.arange(groups, device=device).view(1, 1, 1, groups)
+    else:
+        step = 1
+        first = torch.arange(b, device=device).view(1, 1, b, 1) * (hp * wp)
+    first = first + (wp + 1) * step
+    numel = b * hp * wp * groups
+    exact = numel < 2**24 or (dtype == torch.float64 and numel < 2**53)
+    if exact:  # integer-valued floats: the index in one fused op, then one conversion
+        flat = x0.mul_(step).add_(y0, alpha=wp * step).add_(first.to(dtype))
+        index = flat.long()
+    else:
+        index = (y0.long() * (wp * step) + x0.long() * step) + first
+    hy = torch.sub(1.0, ly, out=_scratch("hy", shape, ly))
+    hx = torch.sub(1.0, lx, out=_scratch("hx", shape, lx))
+    if mask is not None:
+        m = _to_order(mask.reshape(b, groups, k, ho * wo), layout)
+        top, bottom = torch.mul(hy, m, out=_scratch("top", shape, ly)), ly * m
+    else:
+        top, bottom = hy, ly
+    weights = torch.empty((4, *shape), dtype=dtype, device=device)
+    torch.mul(top, hx, out=weights[0])
+    torch.mul(top, lx, out=weights[1])
+    torch.mul(bottom, hx, out=weights[2])
+    torch.mul(bottom, lx, out=weights[3])
+    return index, weights, (py, px, ly, lx)
 
 
-def _padded_rows(x: Tensor, groups: int) -> Tensor:
-    """``(B·(H+3)·(W+3)·G, C / G)``: the input zero-padded (1 before, 2 after), channels
-    last, one row per (pixel, offset group)."""
-    c = x.shape[1]
-    padded = torch.nn.functional.pad(x, (1, 2, 1, 2))
-    return padded.permute(0, 2, 3, 1).reshape(-1, c // groups)
+def _shifts(w: int, step: int) -> tuple[int, int, int, int]:
+    """Index shift of each bilinear corner from the top-left one (padded width ``w + 3``)."""
+    wp = w + 3
+    return (0, step, wp * step, (wp + 1) * step)
+
+
+def _padded(x: Tensor, layout: str, groups: int, slot: str = "input") -> Tensor:
+    """The input zero-padded (1 before, 2 after) into a work buffer: rows
+    ``(B·(H+3)·(W+3)·G, C/G)`` (channels last) or planes ``(C, B·(H+3)·(W+3))``."""
+    b, c, h, w = x.shape
+    if layout == "rows":
+        buf = _scratch(slot, (b, h + 3, w + 3, c), x)
+        spatial, src = buf.movedim(3, 0), x.permute(1, 0, 2, 3)  # (C, B, H+3, W+3) views
+    else:
+        buf = _scratch(slot, (c, b, h + 3, w + 3), x)
+        spatial, src = buf, x.transpose(0, 1)
+    for ring in (
+        spatial[:, :, :1],
+        spatial[:, :, h + 1 :],
+        spatial[..., :1],
+        spatial[..., w + 1 :],
+    ):
+        ring.zero_()
+    spatial[:, :, 1 : h + 1, 1 : w + 1].copy_(src)
+    return buf.view(-1, c // groups) if layout == "rows" else buf.view(c, -1)
+
+
+def _gather(src: Tensor, index: Tensor, weights: Tensor, shifts, layout: str) -> Tensor:
+    """Columns: the four corners of every sample, weighted and summed.
+
+    Rows: ``(B·L·K·G, C/G)`` from rows ``src``. Planes: ``(C, K, B, L)`` from planes ``src``
+    (each channel with its offset group's samples).
+    """
+    if layout == "rows":
+        idx = index.view(-1)
+        cols = src.new_empty((idx.numel(), src.shape[1]))
+        buf = _scratch("gather", tuple(cols.shape), src)
+        torch.index_select(src, 0, idx, out=cols).mul_(weights[0].view(-1, 1))
+        for q in (1, 2, 3):
+            torch.index_select(src[shifts[q] :], 0, idx, out=buf)
+            cols.addcmul_(buf, weights[q].view(-1, 1))
+        return cols
+    c, per_group = src.shape[0], src.shape[0] // index.shape[0]
+    cols = src.new_empty((c, *index.shape[1:]))
+    buf = _scratch("gather", tuple(index.shape[1:]), src)
+    for ch in range(c):
+        g = ch // per_group
+        idx = index[g].view(-1)
+        for q, shift in enumerate(shifts):
+            torch.index_select(src[ch, shift:], 0, idx, out=buf.view(-1))
+            if q == 0:
+                torch.mul(buf, weights[0, g], out=cols[ch])
+            else:
+                cols[ch].addcmul_(buf, weights[q, g])
+    return cols
 
 
 class _DeformConv2dFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, offset, mask, weight, bias, stride, padding, dilation):
-        b, c = x.shape[:2]
+        b, c, _, w = x.shape
         cout, _, kh, kw = weight.shape
-        geometry = (kh, kw, stride, padding, dilation)
-        index, weights, aux = _sampling(x.shape, offset, mask, geometry)
-        groups, ho, wo = aux[6], aux[7], aux[8]
-        rows = _padded_rows(x, groups)
-        # Corner by corner into one reused buffer: fresh large allocations are slow.
-        cols = rows.index_select(0, index[0]).mul_(weights[0])
-        buf = torch.empty_like(cols)
-        for i, wq in zip(index[1:], weights[1:], strict=True):
-            cols.addcmul_(torch.index_select(rows, 0, i, out=buf), wq)
         k = kh * kw
-        cols = cols.view(b * ho * wo, k * c)  # rows (b, l); columns (tap, channel)
-        w_mat = weight.permute(2, 3, 1, 0).reshape(k * c, cout)
-        out = torch.addmm(bias, cols, w_mat) if bias is not None else cols @ w_mat
-        ctx.save_for_backward(x, offset, mask, weight, bias)
-        ctx.cache = (index, weights, aux, rows, cols, w_mat)
-        return out.view(b, ho, wo, cout).permute(0, 3, 1, 2)
+        groups = offset.shape[1] // (2 * k)
+        ho, wo = offset.shape[-2:]
+        n_out = ho * wo
+        layout = "rows" if c // groups >= _PLANES_BELOW else "planes"
+        index, weights, aux = _sampling(
+            x.shape, offset, mask, (kh, kw, stride, padding, dilation), layout
+        )
+        shifts = _shifts(w, groups if layout == "rows" else 1)
+        cols = _gather(_padded(x, layout, groups), index, weights, shifts, layout)
+        if layout == "rows":  # columns (tap, channel) per (b, l) row
+            w_mat = weight.permute(2, 3, 1, 0).reshape(k * c, cout)
+            flat, out_t = cols.view(b * n_out, k * c), _scratch("out", (b * n_out, cout), x)
+            out_view = out_t.view(b, n_out, cout).transpose(1, 2)
+        else:  # rows (channel, tap), columns (b, l)
+            w_mat = weight.reshape(cout, c * k)
+            flat, out_t = cols.view(c * k, b * n_out), _scratch("out", (cout, b * n_out), x)
+            out_view = out_t.view(cout, b, n_out).transpose(0, 1)
+        left, right = (flat, w_mat) if layout == "rows" else (w_mat, flat)
+        if bias is not None:
+            bias_shape = (1, cout) if layout == "rows" else (cout, 1)
+            torch.addmm(bias.view(bias_shape), left, right, out=out_t)
+        else:
+            torch.mm(left, right, out=out_t)
+        out = x.new_empty((b, cout, n_out))  # a copy, never a view of the work buffer
+        out.copy_(out_view)
+        ctx.save_for_backward(x, offset, mask, weight, bias, index, weights, cols, *aux)
+        ctx.layout, ctx.shifts = layout, shifts
+        return out.view(b, cout, ho, wo)
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, offset, mask, weight, bias = ctx.saved_tensors
-        index, weights, aux, rows, cols, w_mat = ctx.cache
-        ly, lx, hy, hx, inside, in_image, groups, ho, wo = aux
+        x, offset, mask, weight, bias, index, weights, cols, py, px, ly, lx = ctx.saved_tensors
+        layout, shifts = ctx.layout, ctx.shifts
         b, c, h, w = x.shape
         cout, _, kh, kw = weight.shape
-        k, n_out = kh * kw, ho * wo
-        go = grad_out.permute(0, 2, 3, 1).reshape(b * n_out, cout)
+        k, n_out = kh * kw, offset.shape[-2] * offset.shape[-1]
+        groups = offset.shape[1] // (2 * k)
+        need_x, need_offset, need_mask, need_weight, need_bias = ctx.needs_input_grad[:5]
+        need_mask = need_mask and mask is not None
+        go = grad_out.reshape(b, cout, n_out)
         grad_x = grad_offset = grad_mask = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[3]:
-            grad_weight = (cols.t() @ go).view(kh, kw, c, cout).permute(3, 2, 0, 1).contiguous()
-        if bias is not None and ctx.needs_input_grad[4]:
-            grad_bias = go.sum(0)
-        if not any(ctx.needs_input_grad[i] for i in (0, 1, 2)):
+        if bias is not None and need_bias:
+            grad_bias = go.sum((0, 2))
+        # grad_out as a matrix laid out like the forward's matrix product
+        if layout == "rows":
+            go_t = _scratch("grad_out", (b, n_out, cout), go)
+            go_t.copy_(go.transpose(1, 2))
+            go_t, flat = go_t.view(b * n_out, cout), cols.view(b * n_out, k * c)
+            w_mat = weight.permute(2, 3, 1, 0).reshape(k * c, cout)
+            if need_weight:
+                grad_weight = (go_t.t() @ flat).view(cout, kh, kw, c).permute(0, 3, 1, 2)
+                grad_weight = grad_weight.contiguous()
+            grad_cols = _scratch("grad_cols", (b * n_out, k * c), go)
+            torch.mm(go_t, w_mat.t(), out=grad_cols)
+        else:
+            go_t = _scratch("grad_out", (cout, b, n_out), go)
+            go_t.copy_(go.transpose(0, 1))
+            go_t, flat = go_t.view(cout, b * n_out), cols.view(c * k, b * n_out)
+            if need_weight:
+                grad_weight = (go_t @ flat.t()).view(weight.shape)
+            grad_cols = _scratch("grad_cols", (c * k, b * n_out), go)
+            torch.mm(weight.reshape(cout, c * k).t(), go_t, out=grad_cols)
+        grad_cols = grad_cols.view(cols.shape)
+        if not (need_x or need_offset or need_mask):
             return grad_x, grad_offset, grad_mask, grad_weight, grad_bias, None, None, None
-        grad_cols = (go @ w_mat.t()).view(-1, c // groups)  # rows as the gathered values
-        if ctx.needs_input_grad[0]:
-            grad_rows = x.new_zeros(b * (h + 3) * (w + 3) * groups, c // groups)
-            buf = torch.empty_like(grad_cols)
-            for i, wq in zip(index, weights, strict=True):
-                grad_rows.index_add_(0, i, torch.mul(grad_cols, wq, out=buf))
-            grad_pad = grad_rows.view(b, h + 3, w + 3, c)[:, 1 : h + 1, 1 : w + 1]
-            grad_x = grad_pad.permute(0, 3, 1, 2).contiguous()
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            # dL/d(value of each corner), summed over the group's channels, as (B, G, K, L)
-            buf = torch.empty_like(grad_cols)
-            g00, g01, g10, g11 = (
-                torch.index_select(rows, 0, i, out=buf)
-                .mul_(grad_cols)
-                .sum(1)
-                .view(b, n_out, k, groups)
-                .permute(0, 3, 2, 1)
-                for i in index
-            )
-            if ctx.needs_input_grad[2] and mask is not None:
-                gm = ((g00 * hx + g01 * lx) * hy + (g10 * hx + g11 * lx) * ly) * in_image
-                grad_mask = gm.reshape(mask.shape)
-            if ctx.needs_input_grad[1]:
-                gy = ((g10 - g00) * hx + (g11 - g01) * lx) * inside
-                gx = ((g01 - g00) * hy + (g11 - g10) * ly) * inside
-                grad_offset = torch.stack([gy, gx], 3).reshape(offset.shape)
+        need_corners = need_offset or need_mask
+        src = _padded(x, layout, groups)
+        grad_src = _scratch("grad_input", tuple(src.shape), src).zero_() if need_x else None
+        # dL/d(value of each corner), summed over the group's channels, in sample order
+        corners = torch.zeros((4, *index.shape), dtype=x.dtype) if need_corners else None
+        if layout == "rows":
+            idx = index.view(-1)
+            buf = _scratch("gather", tuple(cols.shape), src)
+            for q, shift in enumerate(shifts):
+                if need_x:
+                    torch.mul(grad_cols, weights[q].view(-1, 1), out=buf)
+                    grad_src[shift:].index_add_(0, idx, buf)
+                if need_corners:
+                    torch.index_select(src[shift:], 0, idx, out=buf).mul_(grad_cols)
+                    torch.sum(buf, 1, out=corners[q].view(-1))
+        else:
+            per_group = c // groups
+            buf = _scratch("gather", tuple(index.shape[1:]), src)
+            for ch in range(c):
+                g = ch // per_group
+                idx = index[g].view(-1)
+                for q, shift in enumerate(shifts):
+                    if need_x:
+                        torch.mul(grad_cols[ch], weights[q, g], out=buf)
+                        grad_src[ch, shift:].index_add_(0, idx, buf.view(-1))
+                    if need_corners:
+                        torch.index_select(src[ch, shift:], 0, idx, out=buf.view(-1))
+                        corners[q, g].addcmul_(buf, grad_cols[ch])
+        if need_x:
+            if layout == "rows":
+                grad_pad = grad_src.view(b, h + 3, w + 3, c).permute(0, 3, 1, 2)
+            else:
+                grad_pad = grad_src.view(c, b, h + 3, w + 3).transpose(0, 1)
+            grad_x = grad_pad[:, :, 1 : h + 1, 1 : w + 1].contiguous()
+        if need_corners:
+            g00, g01, g10, g11 = corners
+            hy, hx = 1.0 - ly, 1.0 - lx
+            if need_mask:
+                grad_mask = x.new_empty((b, groups, k, n_out))
+                gm = (g00 * hx + g01 * lx).mul_(hy).add_((g10 * hx + g11 * lx).mul_(ly))
+                _to_order(grad_mask, layout).copy_(gm)
+                grad_mask = grad_mask.view(mask.shape)
+            if need_offset:
+                # Zero gradient at or beyond the border (the positions were clamped there).
+                inside = ((py > -1) & (py < h) & (px > -1) & (px < w)).to(x.dtype)
+                if mask is not None:
+                    inside *= _to_order(mask.reshape(b, groups, k, n_out), layout)
+                grad_offset = x.new_empty((b, groups, k, 2, n_out))
+                gy = ((g10 - g00) * hx).add_((g11 - g01) * lx).mul_(inside)
+                gx = ((g01 - g00) * hy).add_((g11 - g10) * ly).mul_(inside)
+                _to_order(grad_offset[:, :, :, 0], layout).copy_(gy)
+                _to_order(grad_offset[:, :, :, 1], layout).copy_(gx)
+                grad_offset = grad_offset.view(offset.shape)
         return grad_x, grad_offset, grad_mask, grad_weight, grad_bias, None, None, None
 
 
