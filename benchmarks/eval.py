@@ -3,24 +3,27 @@
 The scaled-MNIST sweep (11 scales, 0.5 to 1.5) on 10,000 images through ``mnist-cnn``
 (``ref:mnist-cnn`` if the reference checkpoint exists, else an untrained one): the engine
 (``geomrobust.robustness.evaluate``: warp, normalise, forward, argmax, metrics) against the same
-number of bare forward passes of the unwarped images in the same batches. Both are timed
-alternately, best of ``--repeats``, so load from other jobs hits both alike.
+number of bare forward passes of the unwarped images in the same batches.
 
-Images: MNIST's test split with ``--data-root DIR``; otherwise the embedded digits (1,797
-training images, MNIST-like 28×28) tiled to the requested count.
+Three loops are timed in rotating order, best of ``--repeats``, so load from other jobs hits
+them alike: the bare eager loop (``model(x)``, as a user writes it), the bare loop on the
+engine's CPU fast path (``ModelForward`` with the default options: exact ``max_pool2d``), and
+the engine with its default options. The engine's first run also makes ``malloc`` keep freed
+memory (``keep_freed_memory``, process-wide), so every loop after it has that too; one bare
+eager loop is timed before it, with glibc's defaults, for reference.
 
-Also times the engine with ``EvalOptions(graph="freeze")`` (bit-equal to eager) and
-``graph="onednn"`` (fused oneDNN kernels, not bit-equal) and a 1024³ float32 matmul, for the
-sweep's FLOPs at the machine's matmul rate measured in the same run.
+Also times the engine with ``graph="freeze"`` (exact), ``graph="onednn"`` (not exact) and, with
+``--options``, ``amp="bf16"``, ``channels_last`` and ``compile``, each with whether its
+predictions equal the default's; and a 1024³ float32 matmul, for the sweep's FLOPs at the
+machine's matmul rate measured in the same run.
 
 Prints the timings, ``engine_vs_eager: X.XX`` (the engine's default path, best time, over the
-bare eager loop's), ``ceiling_ratio: X.X`` (the engine's best time over the sweep's FLOPs
-divided by the measured matmul rate) and, last, ``engine_overhead: X.XX``: engine time /
-bare forward time, the median over back-to-back pairs that run in alternating order (target
-<= 1.15).
+bare eager loop's best), ``ceiling_ratio: X.X`` (the engine's best time over the sweep's FLOPs
+divided by the measured matmul rate) and, last, ``engine_overhead: X.XX``: engine time / bare
+fast-path time, the median over the rotations (target <= 1.15).
 ``--quick`` runs 600 images in well under a minute.
 
-Usage: ``python benchmarks/eval.py [--quick] [--images N] [--threads N] [--repeats N]``
+Usage: ``python benchmarks/eval.py [--quick] [--images N] [--threads N] [--repeats N] [--options]``
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -103,11 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, help="timed runs of each (default 3, quick 4)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--data-root", type=Path, help="MNIST root (default: tiled digits)")
+    parser.add_argument(
+        "--options", action="store_true", help="also time amp=bf16, channels_last and compile"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
     from geomrobust.robustness import EvalOptions, evaluate
+    from geomrobust.robustness._forward import ForwardOptions, ModelForward
     from geomrobust.transforms import get_sweep
 
     n = args.images or (600 if args.quick else 10_000)
@@ -118,56 +127,79 @@ def main(argv: list[str] | None = None) -> int:
     sweep = get_sweep("scale")
     options = EvalOptions(mean=mean, std=std, batch_size=bs)
     images = data.images
+    fast_forward = ModelForward(model, torch.device("cpu"), ForwardOptions())
 
-    def bare() -> None:
-        with torch.inference_mode():
-            for _ in sweep.points:
-                for s in range(0, n, bs):
-                    model(images[s : s + bs])
+    def bare_loop(forward) -> Callable[[], None]:
+        def run() -> None:
+            with torch.inference_mode():
+                for _ in sweep.points:
+                    for s in range(0, n, bs):
+                        forward(images[s : s + bs])
 
-    def engine() -> None:
-        evaluate(model, data, sweep, options=options)
+        return run
+
+    bare, bare_fast = bare_loop(model), bare_loop(fast_forward)
+
+    def engine(opts: EvalOptions = options) -> Any:
+        return evaluate(model, data, sweep, options=opts)
 
     def timed(fn) -> float:
         start = time.perf_counter()
         fn()
         return time.perf_counter() - start
 
-    # Warm-up on a slice (first-touch allocations, lazy imports, oneDNN primitives).
+    # glibc's malloc defaults: before the engine (the CPU fast path) changes them
     with torch.inference_mode():
         model(images[:bs])
+    glibc_s = timed(bare)
+    # Warm-up on a slice (first-touch allocations, lazy imports, oneDNN primitives).
     evaluate(model, _data(min(n, 2 * bs), args.data_root), sweep, options=options)
+    bare_fast()
 
-    # Back-to-back pairs, alternating which goes first: other jobs on the machine slow
-    # both members of a pair alike, so the median of the pairs' ratios is robust to load.
-    bare_s, engine_s = [], []
+    # Rotations: each loop goes first, second and third in turn; other jobs on the machine
+    # slow the loops of a rotation alike, so the median of the rotations' ratios is robust.
+    loops = {"bare": bare, "bare_fast": bare_fast, "engine": engine}
+    times: dict[str, list[float]] = {k: [] for k in loops}
+    order = list(loops)
     for r in range(repeats):
-        if r % 2:
-            engine_s.append(timed(engine))
-            bare_s.append(timed(bare))
-        else:
-            bare_s.append(timed(bare))
-            engine_s.append(timed(engine))
-    ratios = [e / b for e, b in zip(engine_s, bare_s, strict=True)]
-    b, e = min(bare_s), min(engine_s)
+        for key in order[r % 3 :] + order[: r % 3]:
+            times[key].append(timed(loops[key]))
+    b, e = min(times["bare"]), min(times["engine"])
+    overhead = [x / y for x, y in zip(times["engine"], times["bare_fast"], strict=True)]
     work = n * len(sweep)
     print(f"model: {name}")
     print(f"data: {data.name} {n} images x {len(sweep)} scales = {work:,} forward images")
     print(f"threads: {torch.get_num_threads()}  batch size: {bs}  repeats: {repeats}")
-    print(f"bare forward: best {b:.2f} s ({work / b:,.0f} img/s)  runs: {_r(bare_s)}")
-    print(f"engine:       best {e:.2f} s ({work / e:,.0f} img/s)  runs: {_r(engine_s)}")
-    print(f"best/best ratio: {e / b:.2f}  pair ratios: {_r(ratios)}")
-    for graph in ("freeze", "onednn"):
-        fast = EvalOptions(mean=mean, std=std, batch_size=bs, graph=graph)
-        runs = [timed(lambda fast=fast: evaluate(model, data, sweep, options=fast))]
-        runs += [timed(lambda fast=fast: evaluate(model, data, sweep, options=fast))]
-        g = min(runs)
-        print(f"engine graph={graph}: best {g:.2f} s ({work / g:,.0f} img/s), {e / g:.2f}x eager")
+    print(f"bare eager, glibc malloc defaults: {glibc_s:.2f} s ({work / glibc_s:,.0f} img/s)")
+    for key, label in (
+        ("bare", "bare eager"),
+        ("bare_fast", "bare fast path"),
+        ("engine", "engine"),
+    ):
+        best = min(times[key])
+        print(f"{label + ':':16s} best {best:.2f} s ({work / best:,.0f} img/s)  {_r(times[key])}")
+    reference = engine()
+    variants = [("graph=freeze", {"graph": "freeze"}), ("graph=onednn", {"graph": "onednn"})]
+    if args.options:
+        variants += [("amp=bf16", {"amp": "bf16"}), ("channels_last", {"channels_last": True})]
+        variants += [("compile", {"compile": True})]
+    for label, extra in variants:
+        fast = EvalOptions(mean=mean, std=std, batch_size=bs, **extra)
+        first = time.perf_counter()
+        got = engine(fast)
+        first = time.perf_counter() - first
+        g = min(first, timed(lambda fast=fast: engine(fast)))
+        same = np.array_equal(got.predictions.points, reference.predictions.points)
+        print(
+            f"engine {label}: best {g:.2f} s ({work / g:,.0f} img/s, first run {first:.1f} s), "
+            f"{e / g:.2f}x default; predictions {'equal' if same else 'DIFFER'}; "
+            f"ran {got.run['numerics']}"
+        )
     flops, rate = _sweep_flops(work), _matmul_rate()
     print(f"sweep: {flops / 1e9:,.1f} GFLOP; matmul rate {rate / 1e9:,.0f} GFLOP/s this run")
     print(f"engine_vs_eager: {e / b:.2f}")
     print(f"ceiling_ratio: {e / (flops / rate):.1f}")
-    print(f"engine_overhead: {float(np.median(ratios)):.2f}")
+    print(f"engine_overhead: {float(np.median(overhead)):.2f}")
     return 0
 
 
