@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,6 +105,8 @@ class ModelForward:
         graph: The graph that ran: ``options.graph``, or ``"eager"`` after a failed trace.
         compiled: Whether ``torch.compile`` ran (``False`` after a failed compile).
         cpu_fast_path: Whether the CPU fast path is on (CPU devices only).
+        build_s: Seconds spent tracing or compiling and checking against eager (included
+            in an evaluation's time; each evaluation builds its own).
     """
 
     def __init__(self, model: nn.Module, device: torch.device, options: ForwardOptions):
@@ -113,6 +116,7 @@ class ModelForward:
             keep_freed_memory()
         self.graph = "eager"
         self.compiled = False
+        self.build_s = 0.0
         self._fn: Any = None
 
     def record(self) -> dict[str, Any]:
@@ -124,6 +128,7 @@ class ModelForward:
             "compile": self.compiled,
             "cpu_fast_path": self.cpu_fast_path,
             "numerics": self.options.numerics(),
+            "build_s": round(self.build_s, 3),
         }
 
     def context(self) -> contextlib.ExitStack:
@@ -144,7 +149,9 @@ class ModelForward:
             )
         with self.context():
             if self._fn is None:
+                started = time.perf_counter()
                 self._fn = self._build(inputs)
+                self.build_s = time.perf_counter() - started
             if self._fn is self.model:
                 return self.model(*inputs)
             try:
