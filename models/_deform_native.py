@@ -136,7 +136,7 @@ def _sampling(x_shape, offset: Tensor, mask: Tensor | None, geometry, layout: st
         first = torch.arange(b, device=device).view(1, 1, b, 1) * (hp * wp)
     first = first + (wp + 1) * step
     numel = b * hp * wp * groups
-    exact = numel < 2**24 or (dtype == torch.float64 and numel < 2**53)
+    exact = (dtype == torch.float32 and numel < 2**24) or dtype == torch.float64
     if exact:  # integer-valued floats: the index in one fused op, then one conversion
         flat = x0.mul_(step).add_(y0, alpha=wp * step).add_(first.to(dtype))
         index = flat.long()
@@ -163,15 +163,15 @@ def _shifts(w: int, step: int) -> tuple[int, int, int, int]:
     return (0, step, wp * step, (wp + 1) * step)
 
 
-def _padded(x: Tensor, layout: str, groups: int, slot: str = "input") -> Tensor:
+def _padded(x: Tensor, layout: str, groups: int) -> Tensor:
     """The input zero-padded (1 before, 2 after) into a work buffer: rows
     ``(B·(H+3)·(W+3)·G, C/G)`` (channels last) or planes ``(C, B·(H+3)·(W+3))``."""
     b, c, h, w = x.shape
     if layout == "rows":
-        buf = _scratch(slot, (b, h + 3, w + 3, c), x)
+        buf = _scratch("input", (b, h + 3, w + 3, c), x)
         spatial, src = buf.movedim(3, 0), x.permute(1, 0, 2, 3)  # (C, B, H+3, W+3) views
     else:
-        buf = _scratch(slot, (c, b, h + 3, w + 3), x)
+        buf = _scratch("input", (c, b, h + 3, w + 3), x)
         spatial, src = buf, x.transpose(0, 1)
     for ring in (
         spatial[:, :, :1],
@@ -279,7 +279,8 @@ class _DeformConv2dFn(torch.autograd.Function):
             go_t.copy_(go.transpose(0, 1))
             go_t, flat = go_t.view(cout, b * n_out), cols.view(c * k, b * n_out)
             if need_weight:
-                grad_weight = (go_t @ flat.t()).view(weight.shape)
+                # (C·K, C_out) then transposed: faster than go_t @ flat.t() for these shapes
+                grad_weight = (flat @ go_t.t()).t().reshape(weight.shape)
             grad_cols = _scratch("grad_cols", (c * k, b * n_out), go)
             torch.mm(weight.reshape(cout, c * k).t(), go_t, out=grad_cols)
         grad_cols = grad_cols.view(cols.shape)

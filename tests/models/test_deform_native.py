@@ -40,6 +40,8 @@ CASES = [
     (1, 4, 8, 8, 3, 3, 1, 2, 2, 2),  # dilation, two offset groups
     (2, 5, 6, 6, 2, 2, 1, 0, 1, 1),  # 2x2 kernel (cifar-small conv2)
     (1, 6, 5, 7, 3, 3, 1, 1, 1, 3),  # three offset groups
+    (2, 1, 9, 9, 4, 3, 1, 1, 1, 1),  # one channel: planes layout (grey first layer)
+    (2, 8, 6, 6, 3, 3, 1, 1, 1, 2),  # 4 channels per offset group: rows layout, two groups
 ]
 
 
@@ -70,9 +72,10 @@ def test_float64_agrees_to_rounding():
 
 
 @pytest.mark.parametrize("mask", [True, False])
-def test_gradcheck_float64(mask):
+@pytest.mark.parametrize("channels", [2, 4], ids=["planes", "rows"])
+def test_gradcheck_float64(mask, channels):
     inputs, geometry = _case(
-        1, 2, 4, 4, 2, 3, 1, 1, 1, 1, dtype=torch.float64, offset_scale=0.6, mask=mask
+        1, channels, 4, 4, 2, 3, 1, 1, 1, 1, dtype=torch.float64, offset_scale=0.6, mask=mask
     )
     names = list(inputs)
 
@@ -146,3 +149,53 @@ def test_blocks_use_native_on_cpu_and_agree_with_torchvision(monkeypatch):
     torch.testing.assert_close(auto, block(x), atol=1e-5, rtol=1e-5)
     assert calls == ["cpu"]
     assert DEFORM_IMPLS["native"] is deform_conv2d_native
+
+
+@pytest.mark.parametrize("channels", [3, 8], ids=["planes", "rows"])
+def test_work_buffers_reused_across_calls_do_not_leak_into_results(channels):
+    # Two layers' forwards before either backward (as in a model), then both backwards: each
+    # must see its own values although the calls share the thread's work buffers.
+    first, geometry = _case(
+        1, channels, 6, 6, 3, 3, 1, 1, 1, 1, dtype=torch.float32, offset_scale=1.0, mask=True
+    )
+    second, _ = _case(
+        2,
+        channels,
+        7,
+        5,
+        4,
+        3,
+        1,
+        1,
+        1,
+        1,
+        dtype=torch.float32,
+        offset_scale=2.0,
+        mask=True,
+        seed=1,
+    )
+    out_first = deform_conv2d_native(**first, **geometry)
+    expected_first = out_first.detach().clone()
+    out_second = deform_conv2d_native(**second, **geometry)
+    torch.testing.assert_close(out_first, expected_first, atol=0, rtol=0)
+    grads = []
+    for inputs, out in ((second, out_second), (first, out_first)):
+        grads.append(torch.autograd.grad(out, list(inputs.values()), torch.ones_like(out)))
+    for inputs, got in zip((second, first), grads, strict=True):
+        out = deform_conv2d(**inputs, **geometry)
+        want = torch.autograd.grad(out, list(inputs.values()), torch.ones_like(out))
+        for name, a, b in zip(inputs, got, want, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-5, msg=f"gradient of {name}")
+
+
+def test_output_of_batch_one_is_not_a_view_of_a_work_buffer():
+    inputs, geometry = _case(
+        1, 3, 5, 5, 2, 3, 1, 1, 1, 1, dtype=torch.float32, offset_scale=1.0, mask=False
+    )
+    args = {k: v.detach() for k, v in inputs.items()}
+    out = deform_conv2d_native(**args, **geometry)
+    kept = out.clone()
+    other = {k: v * 2 for k, v in args.items()}
+    deform_conv2d_native(**other, **geometry)
+    torch.testing.assert_close(out, kept, atol=0, rtol=0)
+    assert out.is_contiguous()
