@@ -198,6 +198,11 @@ def test_pairs_record_the_forward_and_retry_out_of_memory():
         batch_size=12,
         forward=ForwardOptions(graph="freeze"),
     )
+    plain = evaluate_pairs(
+        model, data, num_pairs=24, batch_size=12, forward=ForwardOptions(cpu_fast_path=False)
+    )
+    assert np.array_equal(want.predictions, plain.predictions)  # the exact fast path
+    assert (want.run["cpu_fast_path"], plain.run["cpu_fast_path"]) == (True, False)
     assert np.array_equal(got.predictions, want.predictions)
     assert got.run["oom_halvings"] == 2  # 12 -> 6 -> 3
     assert (got.run["graph"], got.run["numerics"]) == ("freeze", "exact")
