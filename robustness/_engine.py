@@ -162,6 +162,7 @@ class _Runner:
         self.padding = "zeros" if fill is None else "constant"
         self.checked = False
         self.nonfinite_logits = False
+        self._finite: Tensor | None = None
         self.forward = ModelForward(model, self.device, options.forward_options())
         self.passes = Passes()
         self.pin_memory = self.device.type == "cuda"
@@ -194,6 +195,7 @@ class _Runner:
             if self.passes.limit is None or per < self.passes.limit:
                 self.passes.limit = per
         self.passes.run(0, n, fn)
+        self._check_finite()
 
     def predict(self, point: AffineParams, x: Tensor) -> Tensor:
         """``(B,)`` int64 predictions (labels of the data) of ``x`` under ``point``; ``x``
@@ -237,14 +239,20 @@ class _Runner:
         logits = self.forward(x)
         if not self.checked:
             self._check_logits(logits, x.shape[0])
-        if not self.nonfinite_logits and not bool(torch.isfinite(logits).all()):
+        finite = torch.isfinite(logits).all()  # read once per batch: no device sync here
+        self._finite = finite if self._finite is None else self._finite & finite
+        return logits
+
+    def _check_finite(self) -> None:
+        """Warn (once) if logits since the last check were not finite."""
+        if self._finite is not None and not self.nonfinite_logits and not bool(self._finite):
             self.nonfinite_logits = True
             log.warning(
                 "warning: the model returned non-finite logits (NaN or inf; are its weights "
                 "NaN?); their predictions are argmaxes of NaN and mean nothing. The result "
                 "records run.nonfinite_logits"
             )
-        return logits
+        self._finite = None
 
     def labels_of(self, logits: Tensor) -> Tensor:
         """``(B,)`` predicted labels of the data: the argmax over all outputs, mapped to
@@ -335,17 +343,21 @@ class _Runner:
         reference = None
         if not any(point.is_identity for _, point, _, _ in group.rows):
             reference = self.logits(x, AffineParams()).argmax(dim=1)
-        for _, point, out, probs in group.rows:  # the identity row first (see _Group.add)
+        labels, scores = [], []
+        rows = torch.arange(n, device=x.device)
+        for _, point, _, _ in group.rows:  # the identity row first (see _Group.add)
             logits = self.logits(x, point)
             p = torch.softmax(logits.float(), dim=1)
             top = logits.argmax(dim=1)
             if reference is None:
                 reference = top  # the identity row: the clean top-1 output
-            rows = torch.arange(n, device=p.device)
-            scores = torch.stack([p[rows, targets], p[rows, top], p[rows, reference]], dim=1)
-            labels = top if self.output_map is None else self.output_map[top]
-            out[at : at + n] = labels.cpu().numpy()
-            probs[at : at + n] = scores.cpu().numpy()
+            scores.append(torch.stack([p[rows, targets], p[rows, top], p[rows, reference]], 1))
+            labels.append(top if self.output_map is None else self.output_map[top])
+        # one copy to the host for all rows (on a GPU, one synchronisation per pass)
+        labels_np, scores_np = torch.stack(labels).cpu().numpy(), torch.stack(scores).cpu().numpy()
+        for (_, _, out, probs), lab, sc in zip(group.rows, labels_np, scores_np, strict=True):
+            out[at : at + n] = lab
+            probs[at : at + n] = sc
 
 
 class _Group:
@@ -554,6 +566,7 @@ class _Plan:
     def run_record(self, **extra: Any) -> dict[str, Any]:
         """The ``run`` fields every result has (device, dtype, batch size, threads), and
         ``extra``."""
+        self.runner._check_finite()
         return {
             "device": str(self.runner.device),
             "dtype": str(self.runner.dtype).removeprefix("torch."),
