@@ -6,9 +6,10 @@ Same contract and offset layout as ``torchvision.ops.deform_conv2d`` (see
 1. sampling positions ``p = base + offset`` for every output pixel and tap, the row index
    of their top-left bilinear corner in the zero-padded input and the four corner weights
    (bilinear × modulation);
-2. a gather per corner (``index_select`` into a reused buffer; the other three corners are
-   the same index into the input shifted by one pixel, row or both), summed into a column
-   matrix;
+2. the column matrix: rows layout, one ``embedding_bag`` (each sample a bag of its four
+   corner rows with their weights); planes layout, a gather per corner and channel
+   (``index_select`` into a reused buffer; the other three corners are the same index into
+   the input shifted by one pixel, row or both), summed;
 3. one matrix multiply with the weight, written straight into the ``(B, C_out, H_out,
    W_out)`` output.
 
@@ -21,9 +22,10 @@ Two layouts of the gather:
   is several times slower per float than gathering scalars from a plane.
 
 The backward pass is written by hand (:class:`torch.autograd.Function`): the input gradient
-is one ``index_add_`` per corner, the offset and modulation gradients are reductions over
-channels of the same gathered corners. Supports ``groups=1`` and any number of offset
-groups; other configurations use torchvision's kernel.
+is one ``index_add_`` per corner, the offset and modulation gradients come from the
+products of the column gradient with each corner (rows layout: one sampled matrix product,
+``torch.sparse.sampled_addmm``, on the corners' CSR pattern). Supports ``groups=1`` and any
+number of offset groups; other configurations use torchvision's kernel.
 
 Work buffers that do not outlive a call are kept per thread and reused (at most
 ``_MAX_CACHED`` elements each): fresh large allocations page-fault and cost more than the
@@ -34,8 +36,10 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["deform_conv2d_native"]
@@ -102,9 +106,10 @@ def _sampling(x_shape, offset: Tensor, mask: Tensor | None, geometry, layout: st
     channel's ``(B·(H+3)·(W+3),)``.
 
     Returns:
-        ``index`` (int, sample shape), ``weights`` ``(4, *sample shape)`` for the corners
-        ``(y0, x0), (y0, x0+1), (y0+1, x0), (y0+1, x0+1)``, and ``(py, px, ly, lx)``: the
-        clamped positions and their fractional parts.
+        ``index`` and ``weights`` for the corners ``(y0, x0), (y0, x0+1), (y0+1, x0),
+        (y0+1, x0+1)``: rows ``(*sample shape, 4)`` (the row of every corner), planes the
+        top-left corner's index (sample shape) and weights ``(4, *sample shape)``; and
+        ``(py, px, ly, lx)``: the clamped positions and their fractional parts.
     """
     b, _, h, w = x_shape
     kh, kw, stride, padding, dilation = geometry
@@ -149,11 +154,20 @@ def _sampling(x_shape, offset: Tensor, mask: Tensor | None, geometry, layout: st
         top, bottom = torch.mul(hy, m, out=_scratch("top", shape, ly)), ly * m
     else:
         top, bottom = hy, ly
-    weights = torch.empty((4, *shape), dtype=dtype, device=device)
-    torch.mul(top, hx, out=weights[0])
-    torch.mul(top, lx, out=weights[1])
-    torch.mul(bottom, hx, out=weights[2])
-    torch.mul(bottom, lx, out=weights[3])
+    # rows: corners last, (N, 4) bags of row indices; planes: corners first
+    weights = torch.empty(
+        (*shape, 4) if layout == "rows" else (4, *shape), dtype=dtype, device=device
+    )
+    corner = weights.unbind(-1 if layout == "rows" else 0)
+    torch.mul(top, hx, out=corner[0])
+    torch.mul(top, lx, out=corner[1])
+    torch.mul(bottom, hx, out=corner[2])
+    torch.mul(bottom, lx, out=corner[3])
+    if layout == "rows":
+        index4 = torch.empty((*shape, 4), dtype=index.dtype, device=device)
+        for q, shift in enumerate(_shifts(w, step)):
+            torch.add(index, shift, out=index4[..., q])
+        index = index4
     return index, weights, (py, px, ly, lx)
 
 
@@ -190,15 +204,10 @@ def _gather(src: Tensor, index: Tensor, weights: Tensor, shifts, layout: str) ->
     Rows: ``(B·L·K·G, C/G)`` from rows ``src``. Planes: ``(C, K, B, L)`` from planes ``src``
     (each channel with its offset group's samples).
     """
-    if layout == "rows":
-        idx = index.view(-1)
-        cols = src.new_empty((idx.numel(), src.shape[1]))
-        buf = _scratch("gather", tuple(cols.shape), src)
-        torch.index_select(src, 0, idx, out=cols).mul_(weights[0].view(-1, 1))
-        for q in (1, 2, 3):
-            torch.index_select(src[shifts[q] :], 0, idx, out=buf)
-            cols.addcmul_(buf, weights[q].view(-1, 1))
-        return cols
+    if layout == "rows":  # each sample a bag of its 4 corner rows, weighted
+        return F.embedding_bag(
+            index.view(-1, 4), src, per_sample_weights=weights.view(-1, 4), mode="sum"
+        )
     c, per_group = src.shape[0], src.shape[0] // index.shape[0]
     cols = src.new_empty((c, *index.shape[1:]))
     buf = _scratch("gather", tuple(index.shape[1:]), src)
@@ -212,6 +221,26 @@ def _gather(src: Tensor, index: Tensor, weights: Tensor, shifts, layout: str) ->
             else:
                 cols[ch].addcmul_(buf, weights[q, g])
     return cols
+
+
+def _corner_products(grad_cols: Tensor, src: Tensor, index: Tensor, weights: Tensor) -> Tensor:
+    """``(N, 4)``: each sample's column gradient dotted with its four corner rows.
+
+    A sampled matrix product ``grad_cols @ src.T`` at the ``(sample, corner row)`` pattern
+    (4 entries per row of a CSR matrix, in corner order since the shifts increase).
+    """
+    n = index.shape[0]
+    cache = _local.__dict__.setdefault("crow", {})
+    crow = cache.get((n, index.device))
+    if crow is None:
+        cache.clear()  # one size at a time: the last layer's
+        crow = cache[n, index.device] = torch.arange(0, 4 * n + 1, 4, device=index.device)
+    with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
+        warnings.simplefilter("ignore", UserWarning)
+        pattern = torch.sparse_csr_tensor(
+            crow, index.view(-1), weights.view(-1), size=(n, src.shape[0])
+        )
+    return torch.sparse.sampled_addmm(pattern, grad_cols, src.t(), beta=0.0).values()
 
 
 class _DeformConv2dFn(torch.autograd.Function):
@@ -290,18 +319,18 @@ class _DeformConv2dFn(torch.autograd.Function):
         src = _padded(x, layout, groups)
         grad_src = _scratch("grad_input", tuple(src.shape), src).zero_() if need_x else None
         # dL/d(value of each corner), summed over the group's channels, in sample order
-        corners = torch.zeros((4, *index.shape), dtype=x.dtype) if need_corners else None
         if layout == "rows":
-            idx = index.view(-1)
-            buf = _scratch("gather", tuple(cols.shape), src)
-            for q, shift in enumerate(shifts):
-                if need_x:
-                    torch.mul(grad_cols, weights[q].view(-1, 1), out=buf)
+            if need_x:
+                idx, w4 = index[..., 0].reshape(-1), weights.view(-1, 4)
+                buf = _scratch("gather", tuple(cols.shape), src)
+                for q, shift in enumerate(shifts):
+                    torch.mul(grad_cols, w4[:, q : q + 1], out=buf)
                     grad_src[shift:].index_add_(0, idx, buf)
-                if need_corners:
-                    torch.index_select(src[shift:], 0, idx, out=buf).mul_(grad_cols)
-                    torch.sum(buf, 1, out=corners[q].view(-1))
+            if need_corners:
+                corners = _corner_products(grad_cols, src, index.view(-1, 4), weights)
+                corners = corners.view(index.shape).unbind(-1)
         else:
+            corners = torch.zeros((4, *index.shape), dtype=x.dtype) if need_corners else None
             per_group = c // groups
             buf = _scratch("gather", tuple(index.shape[1:]), src)
             for ch in range(c):
@@ -314,6 +343,7 @@ class _DeformConv2dFn(torch.autograd.Function):
                     if need_corners:
                         torch.index_select(src[ch, shift:], 0, idx, out=buf.view(-1))
                         corners[q, g].addcmul_(buf, grad_cols[ch])
+            corners = corners.unbind(0) if need_corners else None
         if need_x:
             if layout == "rows":
                 grad_pad = grad_src.view(b, h + 3, w + 3, c).permute(0, 3, 1, 2)
