@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 import torchvision.ops
 from torch import Tensor, nn
 from torch.nn import init
@@ -236,14 +237,36 @@ class DeformConv2dBlock(nn.Module):
             ``offset`` ``(B, 2·G·K, H_out, W_out)`` in pixels (clamped if a bound is set)
             and ``mask`` ``(B, G·K, H_out, W_out)`` in ``(0, 2)``, or ``None`` for DCNv1.
         """
-        offset = self.offset_conv(x)
+        offset, logits = self._predict(x)
         bound = self.offset_bound
         if self.offset_bound_frac is not None:
             bound = self.offset_bound_frac * max(x.shape[-2:])
         if bound is not None:
             offset = offset.clamp(-bound, bound)
-        mask = 2.0 * torch.sigmoid(self.mask_conv(x)) if self.mask_conv is not None else None
+        mask = 2.0 * torch.sigmoid(logits) if logits is not None else None
         return offset, mask
+
+    def _predict(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Offsets and modulation logits: the two predictors as one convolution with their
+        weights concatenated (same values; half the small convolutions to run and
+        differentiate), or each module on its own if either is not a plain ``nn.Conv2d``."""
+        oc, mc = self.offset_conv, self.mask_conv
+        if mc is None:
+            return oc(x), None
+        plain = type(oc) is type(mc) is nn.Conv2d and oc.padding_mode == mc.padding_mode
+        if not (plain and oc.bias is not None and mc.bias is not None):
+            return oc(x), mc(x)
+        both = F.conv2d(
+            x,
+            torch.cat([oc.weight, mc.weight]),
+            torch.cat([oc.bias, mc.bias]),
+            oc.stride,
+            oc.padding,
+            oc.dilation,
+        )
+        n = oc.out_channels
+        # the logits contiguous: sigmoid rounds a strided slice differently in the last bit
+        return both[:, :n], both[:, n:].contiguous()
 
     def forward(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != self.in_channels:

@@ -318,3 +318,35 @@ def test_errors():
         DeformConv2dBlock(2, 2, 3, modulated=1)
     with pytest.raises(ValueError, match=r"expects input \(B, 2, H, W\); got \(1, 3, 4, 4\)"):
         block(torch.randn(1, 3, 4, 4))
+
+
+def test_offset_and_mask_predictors_run_as_one_convolution_with_the_same_values():
+    # mnist-cnn conv4/conv5: the merged convolution gives the separate modules' outputs
+    # bit for bit, and each module's parameters their gradients (to float32 rounding: the
+    # weight and bias gradients sum 64·49 terms in another order).
+    torch.manual_seed(0)
+    block = DeformConv2dBlock(32, 32, 3, padding=1)
+    with torch.no_grad():
+        for conv in (block.offset_conv, block.mask_conv):
+            conv.weight.normal_(0, 0.1)
+            conv.bias.normal_(0, 0.1)
+    x = torch.randn(64, 32, 7, 7)
+    offset, mask = block.offsets_and_mask(x)
+    want_offset = block.offset_conv(x)
+    want_mask = 2.0 * torch.sigmoid(block.mask_conv(x))
+    assert torch.equal(offset, want_offset)
+    assert torch.equal(mask, want_mask)
+    grads = torch.randn_like(offset), torch.randn_like(mask)
+    params = [p for conv in (block.offset_conv, block.mask_conv) for p in conv.parameters()]
+    got = torch.autograd.grad((offset, mask), params, grads)
+    want = torch.autograd.grad((want_offset, want_mask), params, grads)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_predictors_replaced_by_other_modules_are_called():
+    block = DeformConv2dBlock(4, 6, 3, padding=1)
+    block.mask_conv = nn.Sequential(block.mask_conv)
+    offset, mask = block.offsets_and_mask(torch.randn(1, 4, 5, 5))
+    assert offset.shape == (1, 18, 5, 5)
+    assert torch.equal(mask, torch.ones_like(mask))
