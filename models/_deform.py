@@ -87,6 +87,19 @@ def _zero_conv(
     return conv
 
 
+def _mergeable(conv: nn.Module) -> bool:
+    """A plain ``nn.Conv2d`` (zero padding, bias) that no hook watches."""
+    hooked = conv._forward_hooks or conv._forward_pre_hooks
+    hooked = hooked or nn.modules.module._global_forward_hooks
+    hooked = hooked or nn.modules.module._global_forward_pre_hooks
+    return (
+        type(conv) is nn.Conv2d
+        and conv.padding_mode == "zeros"
+        and conv.bias is not None
+        and not hooked
+    )
+
+
 class DeformConv2dBlock(nn.Module):
     """Deformable 2-D convolution with its own offset and modulation predictors.
 
@@ -249,12 +262,12 @@ class DeformConv2dBlock(nn.Module):
     def _predict(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """Offsets and modulation logits: the two predictors as one convolution with their
         weights concatenated (same values; half the small convolutions to run and
-        differentiate), or each module on its own if either is not a plain ``nn.Conv2d``."""
+        differentiate), or each module called on its own if either is not a plain
+        ``nn.Conv2d`` or has hooks (FLOP counting, feature capture)."""
         oc, mc = self.offset_conv, self.mask_conv
         if mc is None:
             return oc(x), None
-        plain = type(oc) is type(mc) is nn.Conv2d and oc.padding_mode == mc.padding_mode
-        if not (plain and oc.bias is not None and mc.bias is not None):
+        if not (_mergeable(oc) and _mergeable(mc)):
             return oc(x), mc(x)
         both = F.conv2d(
             x,

@@ -61,7 +61,9 @@ def _scratch(slot: str, shape: tuple[int, ...], like: Tensor, *, dtype=None) -> 
     if numel > _MAX_CACHED:
         return torch.empty(shape, dtype=dtype, device=like.device)
     cache = _local.__dict__.setdefault("buffers", {})
-    key = (slot, dtype, like.device)
+    # buffers made in inference mode are inference tensors, which a later call outside it
+    # could not write: one set per mode
+    key = (slot, dtype, like.device, torch.is_inference_mode_enabled())
     buf = cache.get(key)
     if buf is None or buf.numel() < numel:
         buf = cache[key] = torch.empty(numel, dtype=dtype, device=like.device)

@@ -213,3 +213,15 @@ def test_training_step_emits_no_warnings():
         warnings.simplefilter("error")
         deform_conv2d_native(**inputs, **geometry).sum().backward()
     assert inputs["offset"].grad is not None
+
+
+@pytest.mark.parametrize("channels", [3, 8], ids=["planes", "rows"])
+def test_training_call_after_an_inference_mode_call(channels):
+    # Work buffers made in inference mode are inference tensors: not reused outside it.
+    inputs, geometry = _case(
+        2, channels, 6, 6, 3, 3, 1, 1, 1, 1, dtype=torch.float32, offset_scale=1.0, mask=True
+    )
+    with torch.inference_mode():
+        deform_conv2d_native(**{k: v.detach() for k, v in inputs.items()}, **geometry)
+    deform_conv2d_native(**inputs, **geometry).sum().backward()
+    assert inputs["input"].grad is not None
