@@ -8,9 +8,12 @@ In one run:
 * per model: a training step (batch 64, cross-entropy, Adam) and a forward pass (batch 256,
   no grad) of ``mnist-cnn`` / ``mnist-cnn-dcnv2`` and ``cifar-small`` / ``cifar-small-dcn``.
 
-Prints images/s for each, ``dcn_train_ratio_cifar: X.X`` (the same for ``cifar-small-dcn``
-over ``cifar-small``) and, last, ``dcn_train_ratio: X.X``: the DCNv2 ``mnist-cnn`` training
-step time over the regular one's, with the implementation ``auto`` picks.
+Prints images/s for each; then the training steps of each regular model and its twin
+(implementation ``auto``) interleaved step by step, 40 pairs after 5 warm-up steps each, and,
+from them, ``dcn_train_ratio_cifar: X.X`` (``cifar-small-dcn`` over ``cifar-small``) and, last,
+``dcn_train_ratio: X.X`` (``mnist-cnn-dcnv2`` over ``mnist-cnn``): the median of the pairs'
+step-time ratios, robust to load from other jobs. glibc's ``malloc`` keeps freed memory, as in
+``geomrobust train`` (``geomrobust._malloc.keep_freed_memory``).
 
 Usage: ``python benchmarks/dcn.py [--quick] [--threads N]``
 """
@@ -24,6 +27,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from geomrobust._malloc import keep_freed_memory
 from geomrobust.models import DeformConv2dBlock, build_model, get_model_info
 
 
@@ -107,13 +111,46 @@ def _model_step(name: str, impl: str, repeats: int, train_batch: int, eval_batch
     return t_step, t_fwd
 
 
+def _paired_steps(regular: str, twin: str, pairs: int, warmup: int = 5):
+    """Training steps (batch 64, Adam) of ``regular`` and ``twin`` interleaved one by one,
+    after ``warmup`` steps each: the median step times and the median of the pairs' ratios
+    (load from other jobs slows both members of a pair alike)."""
+    steps = {}
+    for name in (regular, twin):
+        torch.manual_seed(0)
+        model = _set_impl(build_model(name), "auto").train()
+        c, h, w = get_model_info(name).input_shape
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        x, y = torch.rand(64, c, h, w), torch.randint(0, 10, (64,))
+
+        def step(model=model, opt=opt, x=x, y=y):
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+
+        for _ in range(warmup):
+            step()
+        steps[name] = step
+    times: dict[str, list[float]] = {regular: [], twin: []}
+    for i in range(pairs):
+        for name in (regular, twin) if i % 2 == 0 else (twin, regular):
+            start = time.perf_counter()
+            steps[name]()
+            times[name].append(time.perf_counter() - start)
+    ratios = sorted(d / r for r, d in zip(times[regular], times[twin], strict=True))
+    med = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+    return med[regular], med[twin], ratios[len(ratios) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (under a minute)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as `geomrobust train` and the engine do on CPU
     repeats = 3 if args.quick else 11
+    pairs = 10 if args.quick else 40
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {repeats}")
     _layer_rows(repeats)
 
@@ -134,12 +171,20 @@ def main() -> None:
                 f"{twin} / {regular} with {impl}: train step {step / base_step:.2f}x, "
                 f"forward {fwd / base_fwd:.2f}x"
             )
-    cifar_ratio = results["cifar-small-dcn", "auto"][0] / results["cifar-small", "-"][0]
+    print(f"\ntraining steps interleaved, {pairs} pairs after 5 warm-up steps each (auto):")
+    paired = {}
+    for regular, twin in (("mnist-cnn", "mnist-cnn-dcnv2"), ("cifar-small", "cifar-small-dcn")):
+        t_reg, t_twin, ratio = _paired_steps(regular, twin, pairs)
+        paired[twin] = ratio
+        print(
+            f"  {twin} / {regular}: {t_twin * 1e3:.1f} / {t_reg * 1e3:.1f} ms, "
+            f"median pair ratio {ratio:.2f}x"
+        )
     step, fwd = results["mnist-cnn-dcnv2", "auto"]
     base_step, base_fwd = results["mnist-cnn", "-"]
     print(f"dcn_forward_ratio: {fwd / base_fwd:.2f}")
-    print(f"dcn_train_ratio_cifar: {cifar_ratio:.1f}")
-    print(f"dcn_train_ratio: {step / base_step:.1f}")
+    print(f"dcn_train_ratio_cifar: {paired['cifar-small-dcn']:.1f}")
+    print(f"dcn_train_ratio: {paired['mnist-cnn-dcnv2']:.1f}")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from geomrobust._malloc import keep_freed_memory
+
 from ._checkpoint import save_checkpoint
 from ._errors import TrainingStateError
 from ._meta import CheckpointMeta
@@ -193,6 +195,8 @@ def fit(
     """
     out = Path(out)
     _check_out(out, resume=resume, force=force)
+    if next(model.parameters()).device.type == "cpu":
+        keep_freed_memory()  # exact; no page faults on every batch's activations
     state_file, log_file = state_path(out), log_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = {**config.to_dict(), **run_info}

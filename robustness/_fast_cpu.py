@@ -9,19 +9,13 @@ Two parts, both exact (predictions and logits equal to eager's, ``torch.equal``)
   16 ms on a ``(256, 32, 28, 28)`` batch. A maximum is exact in any order, so the values are
   the same; only the sign of a zero can differ where a window holds both ``-0.0`` and
   ``+0.0``, and ``-0.0 == +0.0``.
-* :func:`keep_freed_memory`: glibc's ``malloc`` returns large freed blocks to the system
-  (``munmap``, heap trimming), so every batch's activations page-fault afresh; raising its
-  mmap and trim thresholds keeps them for reuse (measured 1.7x faster for a bare eager loop
-  over ``mnist-cnn``). Process-wide and permanent: the freed memory stays with the process.
+* :func:`~geomrobust._malloc.keep_freed_memory`: glibc's ``malloc`` keeps freed memory for
+  the next batch instead of page-faulting it back (process-wide).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import logging
 import math
-import sys
 from typing import Any
 
 import torch
@@ -29,40 +23,9 @@ from torch import Tensor
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
+from geomrobust._malloc import keep_freed_memory
+
 __all__ = ["ExactMaxPool", "keep_freed_memory", "max_pool2d_exact"]
-
-log = logging.getLogger("geomrobust.eval")
-
-KEEP_FREED_BYTES = 1 << 30
-"""glibc's mmap and trim thresholds set by :func:`keep_freed_memory`: blocks up to this size
-come from the heap, and up to this much free memory at its top is kept."""
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
-_kept: bool | None = None
-
-
-def keep_freed_memory() -> bool:
-    """Tell glibc's ``malloc`` to keep freed memory for reuse (once per process).
-
-    Returns whether the thresholds are set: ``False`` where the C library is not glibc
-    (macOS, Windows, musl), where nothing changes.
-    """
-    global _kept
-    if _kept is None:
-        _kept = False
-        if sys.platform.startswith("linux"):
-            try:
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-                mallopt = libc.mallopt
-            except (OSError, AttributeError):
-                mallopt = None
-            if mallopt is not None:
-                _kept = bool(
-                    mallopt(_M_MMAP_THRESHOLD, KEEP_FREED_BYTES)
-                    and mallopt(_M_TRIM_THRESHOLD, KEEP_FREED_BYTES)
-                )
-        log.debug("malloc keeps freed memory: %s", _kept)
-    return _kept
 
 
 def _pair(value: Any, name: str) -> tuple[int, int]:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from geomrobust import _malloc
 from geomrobust.robustness import _fast_cpu
 from geomrobust.robustness._fast_cpu import ExactMaxPool, keep_freed_memory, max_pool2d_exact
 
@@ -112,11 +113,11 @@ def test_keep_freed_memory_sets_glibcs_thresholds_once(monkeypatch):
     if "libc.so" not in (ctypes.util.find_library("c") or ""):
         pytest.skip("the C library is not glibc")
     assert keep_freed_memory() is True
-    monkeypatch.setattr(_fast_cpu.ctypes, "CDLL", lambda *a: pytest.fail("called twice"))
+    monkeypatch.setattr(_malloc.ctypes, "CDLL", lambda *a: pytest.fail("called twice"))
     assert keep_freed_memory() is True  # once per process: the result is kept
 
 
 def test_keep_freed_memory_is_a_no_op_without_mallopt(monkeypatch):
-    monkeypatch.setattr(_fast_cpu, "_kept", None)
-    monkeypatch.setattr(_fast_cpu.sys, "platform", "darwin")
+    monkeypatch.setattr(_malloc, "_kept", None)
+    monkeypatch.setattr(_malloc.sys, "platform", "darwin")
     assert keep_freed_memory() is False
