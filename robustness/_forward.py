@@ -47,9 +47,10 @@ class ForwardOptions:
 
     Attributes:
         graph: ``"eager"`` (the model as given); ``"freeze"`` (``torch.jit.trace`` +
-            ``torch.jit.freeze``: the same float operations, logits equal to eager's bit for
-            bit); ``"onednn"`` (also ``torch.jit.optimize_for_inference``: fused oneDNN
-            kernels, several times faster on CPU, logits differ in the last bits). Checked
+            ``torch.jit.freeze`` without ``optimize_numerics``, so BatchNorm is not folded into
+            convolutions: the same float operations, logits equal to eager's bit for bit);
+            ``"onednn"`` (``torch.jit.optimize_for_inference``: folded and fused oneDNN
+            kernels, logits differ in the last bits). Checked
             against eager on the first batch; a model that cannot be traced runs eagerly,
             with a warning.
         amp: ``None``, ``"bf16"`` or ``"fp16"``: the forward runs under ``torch.autocast``
@@ -180,9 +181,11 @@ class ModelForward:
                 if wanted == "compile":
                     fn = torch.compile(self.model)
                 else:
-                    fn = torch.jit.freeze(torch.jit.trace(self.model, inputs, check_trace=False))
+                    traced = torch.jit.trace(self.model, inputs, check_trace=False)
                     if wanted == "onednn":
-                        fn = torch.jit.optimize_for_inference(fn)
+                        fn = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+                    else:  # no folding of BatchNorm into convolutions: that changes bits
+                        fn = torch.jit.freeze(traced, optimize_numerics=False)
                 got, want = fn(*inputs), self.model(*inputs)
         except torch.OutOfMemoryError:
             raise
