@@ -74,9 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
     n_resnet = args.images or (16 if args.quick else (512 if cuda else 64))
-    images = {"resnet": n_resnet, "cifar": (256 if args.quick else 10_000) if cuda else 1_000}
-    if args.quick and not cuda:
-        images["cifar"] = 256
+    images = {"resnet": n_resnet, "cifar": 256 if args.quick else (10_000 if cuda else 1_000)}
     variants: list[tuple[str, dict]] = [
         ("default (eager)", {}),
         ("--graph freeze", {"graph": "freeze"}),
@@ -90,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         variants.append(("--compile", {"compile": True}))
     sweep = make_sweep(scales=(1.0,))
 
-    name = gpu = torch.cuda.get_device_name(device) if cuda else "cpu"
+    gpu = torch.cuda.get_device_name(device) if cuda else "cpu"
     print(f"device: {gpu}  threads: {torch.get_num_threads()}  torch {torch.__version__}")
     print(f"{'model':16s} {'option':18s} {'img/s':>9s} {'vs default':>10s}  predictions")
     speedup = 1.0

@@ -100,6 +100,10 @@ def _mergeable(conv: nn.Module) -> bool:
     )
 
 
+def _geometry(conv: nn.Conv2d) -> tuple[Any, ...]:
+    return conv.stride, conv.padding, conv.dilation, conv.groups
+
+
 class DeformConv2dBlock(nn.Module):
     """Deformable 2-D convolution with its own offset and modulation predictors.
 
@@ -263,11 +267,12 @@ class DeformConv2dBlock(nn.Module):
         """Offsets and modulation logits: the two predictors as one convolution with their
         weights concatenated (same values; half the small convolutions to run and
         differentiate), or each module called on its own if either is not a plain
-        ``nn.Conv2d`` or has hooks (FLOP counting, feature capture)."""
+        ``nn.Conv2d``, has hooks (FLOP counting, feature capture) or differs from the other
+        in stride, padding, dilation or groups."""
         oc, mc = self.offset_conv, self.mask_conv
         if mc is None:
             return oc(x), None
-        if not (_mergeable(oc) and _mergeable(mc)):
+        if not (_mergeable(oc) and _mergeable(mc) and _geometry(oc) == _geometry(mc)):
             return oc(x), mc(x)
         both = F.conv2d(
             x,
@@ -276,6 +281,7 @@ class DeformConv2dBlock(nn.Module):
             oc.stride,
             oc.padding,
             oc.dilation,
+            oc.groups,
         )
         n = oc.out_channels
         # the logits contiguous: sigmoid rounds a strided slice differently in the last bit

@@ -36,6 +36,23 @@ def _eval(ckpt, out, *extra):
     )
 
 
+def _pairs_args(ckpt, out, pairs: int, *extra) -> list[str]:
+    """``eval-pairs`` on digits: ``--pairs pairs``, then ``extra``, then ``--out out``."""
+    return [
+        "eval-pairs",
+        "--checkpoint",
+        str(ckpt),
+        "--dataset",
+        "digits",
+        "--pairs",
+        str(pairs),
+        *extra,
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+
+
 def _error(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
@@ -298,20 +315,7 @@ def test_compare_same_data_and_refusal(ckpt_dir, tmp_path, capsys):
 
 def test_eval_pairs(ckpt_dir, tmp_path, capsys):
     out = tmp_path / "pairs.json"
-    args = [
-        "eval-pairs",
-        "--checkpoint",
-        str(ckpt_dir / "pairs.safetensors"),
-        "--dataset",
-        "digits",
-        "--pairs",
-        "70",
-        "--seed",
-        "3",
-        "--out",
-        str(out),
-        "--no-progress",
-    ]
+    args = _pairs_args(ckpt_dir / "pairs.safetensors", out, 70, "--seed", "3")
     assert run_cli(args) == 0
     data = json.loads(out.read_text())
     assert data["schema"] == "geomrobust.pairs/1"
@@ -351,18 +355,7 @@ def test_resolve_device():
 
 
 def test_eval_pairs_refuses_an_image_classifier(ckpt_dir, tmp_path, capsys):
-    args = [
-        "eval-pairs",
-        "--checkpoint",
-        str(ckpt_dir / "cnn.safetensors"),
-        "--dataset",
-        "digits",
-        "--pairs",
-        "10",
-        "--out",
-        str(tmp_path / "p.json"),
-        "--no-progress",
-    ]
+    args = _pairs_args(ckpt_dir / "cnn.safetensors", tmp_path / "p.json", 10)
     assert run_cli(args) == 2
     assert "is an image classifier (mnist-cnn), not a transformation-pair" in _error(capsys)
 
@@ -424,18 +417,7 @@ def test_eval_pairs_uses_the_checkpoint_pair_config(tmp_path, capsys):
         meta=CheckpointMeta(training={"pair_config": cfg}),
     )
     out = tmp_path / "p.json"
-    args = [
-        "eval-pairs",
-        "--checkpoint",
-        str(ckpt),
-        "--dataset",
-        "digits",
-        "--pairs",
-        "14",
-        "--out",
-        str(out),
-        "--no-progress",
-    ]
+    args = _pairs_args(ckpt, out, 14)
     assert run_cli(args) == 0
     recorded = json.loads(out.read_text())["pair_config"]
     assert recorded["angle_deg"] == [[40.0, 50.0]]
@@ -619,20 +601,7 @@ def test_forward_flags_are_recorded_by_eval_and_eval_pairs(ckpt_dir, tmp_path):
     run = json.loads(plain.read_text())["run"]
     assert (run["cpu_fast_path"], run["numerics"]) == (False, "exact")
     pairs = tmp_path / "pairs.json"
-    args = [
-        "eval-pairs",
-        "--checkpoint",
-        str(ckpt_dir / "pairs.safetensors"),
-        "--dataset",
-        "digits",
-        "--pairs",
-        "20",
-        "--graph",
-        "freeze",
-        "--out",
-        str(pairs),
-        "--no-progress",
-    ]
+    args = _pairs_args(ckpt_dir / "pairs.safetensors", pairs, 20, "--graph", "freeze")
     assert run_cli(args) == 0
     run = json.loads(pairs.read_text())["run"]
     assert (run["graph"], run["numerics"], run["oom_halvings"]) == ("freeze", "exact", 0)
