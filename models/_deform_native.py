@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._deform_ext import compiled_kernel_available, kernel_error
+
 __all__ = ["deform_conv2d_native"]
 
 #: Fewer channels per offset group than this use the *planes* layout.
@@ -374,6 +376,96 @@ class _DeformConv2dFn(torch.autograd.Function):
         return grad_x, grad_offset, grad_mask, grad_weight, grad_bias, None, None, None
 
 
+def _compiled_columns(x_cl: Tensor, offset: Tensor, mask: Tensor | None, cols: Tensor, geometry):
+    kh, kw, stride, padding, dilation = geometry
+    torch.ops.geomrobust.deform_columns(
+        x_cl, offset, mask, cols, kh, kw, *stride, *padding, *dilation
+    )
+
+
+def _compiled_forward(x, offset, mask, weight, bias, stride, padding, dilation, *, cols=None):
+    """The compiled kernel's forward: ``(output, channels-last input, columns)``.
+
+    ``cols``: where to write the columns ``(B·L, K·C)`` (a work buffer when nothing needs
+    them afterwards); a fresh tensor by default.
+    """
+    b, c = x.shape[:2]
+    cout, _, kh, kw = weight.shape
+    k, n_out = kh * kw, offset.shape[-2] * offset.shape[-1]
+    x_cl = x.permute(0, 2, 3, 1).contiguous()
+    if cols is None:
+        cols = x.new_empty((b * n_out, k * c))
+    _compiled_columns(x_cl, offset, mask, cols, (kh, kw, stride, padding, dilation))
+    w_mat = weight.permute(2, 3, 1, 0).reshape(k * c, cout)
+    out_t = _scratch("out", (b * n_out, cout), x)
+    if bias is not None:
+        torch.addmm(bias.view(1, cout), cols, w_mat, out=out_t)
+    else:
+        torch.mm(cols, w_mat, out=out_t)
+    out = x.new_empty((b, cout, n_out))  # a copy, never a view of the work buffer
+    out.copy_(out_t.view(b, n_out, cout).transpose(1, 2))
+    return out.view(b, cout, *offset.shape[-2:]), x_cl, cols
+
+
+class _CompiledDeformConv2dFn(torch.autograd.Function):
+    """The compiled kernel (``csrc/deform_conv2d_cpu.cpp``) with the matrix products in torch."""
+
+    @staticmethod
+    def forward(ctx, x, offset, mask, weight, bias, stride, padding, dilation):
+        out, x_cl, cols = _compiled_forward(
+            x, offset, mask, weight, bias, stride, padding, dilation
+        )
+        ctx.save_for_backward(x_cl, offset, mask, weight, bias, cols)
+        ctx.geometry = (stride, padding, dilation)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x_cl, offset, mask, weight, bias, cols = ctx.saved_tensors
+        stride, padding, dilation = ctx.geometry
+        b, _, _, c = x_cl.shape
+        cout, _, kh, kw = weight.shape
+        k, n_out = kh * kw, offset.shape[-2] * offset.shape[-1]
+        need_x, need_offset, need_mask, need_weight, need_bias = ctx.needs_input_grad[:5]
+        need_mask = need_mask and mask is not None
+        go = grad_out.reshape(b, cout, n_out)
+        grad_x = grad_offset = grad_mask = grad_weight = grad_bias = None
+        if bias is not None and need_bias:
+            grad_bias = go.sum((0, 2))
+        go_t = _scratch("grad_out", (b, n_out, cout), go)
+        go_t.copy_(go.transpose(1, 2))
+        go_t = go_t.view(b * n_out, cout)
+        if need_weight:
+            grad_weight = (go_t.t() @ cols).view(cout, kh, kw, c).permute(0, 3, 1, 2)
+            grad_weight = grad_weight.contiguous()
+        if need_x or need_offset or need_mask:
+            w_mat = weight.permute(2, 3, 1, 0).reshape(k * c, cout)
+            grad_cols = _scratch("grad_cols", (b * n_out, k * c), go)
+            torch.mm(go_t, w_mat.t(), out=grad_cols)
+            grad_x_cl = x_cl.new_zeros(x_cl.shape) if need_x else None
+            grad_offset = offset.new_empty(offset.shape) if need_offset else None
+            grad_mask = mask.new_empty(mask.shape) if need_mask else None
+            torch.ops.geomrobust.deform_columns_backward(
+                grad_cols, x_cl, offset, mask, grad_x_cl, grad_offset, grad_mask,
+                kh, kw, *stride, *padding, *dilation,
+            )  # fmt: skip
+            if need_x:
+                grad_x = grad_x_cl.permute(0, 3, 1, 2).contiguous()
+        return grad_x, grad_offset, grad_mask, grad_weight, grad_bias, None, None, None
+
+
+#: Values of ``deform_conv2d_native(kernel=...)``.
+KERNELS = ("auto", "compiled", "python")
+
+
+def _compiled_applies(input: Tensor, offset: Tensor, weight: Tensor, bias, mask) -> bool:
+    """Whether the compiled kernel takes these tensors: CPU, float32/float64, one dtype."""
+    tensors = [t for t in (input, offset, weight, bias, mask) if t is not None]
+    return all(t.device.type == "cpu" and t.dtype == input.dtype for t in tensors) and (
+        input.dtype in (torch.float32, torch.float64)
+    )
+
+
 def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
@@ -387,6 +479,8 @@ def deform_conv2d_native(
     padding=(0, 0),
     dilation=(1, 1),
     mask: Tensor | None = None,
+    *,
+    kernel: str = "auto",
 ) -> Tensor:
     """Drop-in for ``torchvision.ops.deform_conv2d`` (same arguments, layout and result).
 
@@ -397,6 +491,10 @@ def deform_conv2d_native(
         bias: ``(C_out,)`` or ``None``.
         stride, padding, dilation: ints or pairs, as in ``nn.Conv2d``.
         mask: ``(B, G·kh·kw, H_out, W_out)`` modulation, or ``None`` (DCNv1).
+        kernel: ``"compiled"`` (the C++ kernel, CPU float32/float64 tensors of one dtype;
+            built on first use, see :mod:`._deform_ext`), ``"python"`` (plain PyTorch
+            operations, any device and dtype) or ``"auto"``: the compiled one where it applies
+            and could be built, else the Python one.
 
     Returns:
         ``(B, C_out, H_out, W_out)``.
@@ -412,6 +510,26 @@ def deform_conv2d_native(
             f"offset has {offset.shape[1]} channels; expected 2·G·{k} with G dividing "
             f"C_in={input.shape[1]}"
         )
-    return _DeformConv2dFn.apply(
-        input, offset, mask, weight, bias, _pair(stride), _pair(padding), _pair(dilation)
-    )
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}; got {kernel!r}")
+    geometry = (_pair(stride), _pair(padding), _pair(dilation))
+    compiled = _compiled_applies(input, offset, weight, bias, mask)
+    if kernel == "compiled":
+        if not compiled:
+            raise ValueError(
+                "kernel='compiled' takes CPU float32 or float64 tensors of one dtype; got "
+                f"input {input.dtype} on {input.device}; use kernel='python'"
+            )
+        if not compiled_kernel_available():
+            raise RuntimeError(f"the compiled kernel is unavailable: {kernel_error()}")
+    elif kernel == "python" or not (compiled and compiled_kernel_available()):
+        return _DeformConv2dFn.apply(input, offset, mask, weight, bias, *geometry)
+    offset = offset.contiguous()
+    mask = mask.contiguous() if mask is not None else None
+    tensors = (input, offset, mask, weight, bias)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return _CompiledDeformConv2dFn.apply(input, offset, mask, weight, bias, *geometry)
+    b, c = input.shape[:2]
+    n_cols = (b * offset.shape[-2] * offset.shape[-1], weight.shape[2] * weight.shape[3] * c)
+    cols = _scratch("cols", n_cols, input)  # not kept: a work buffer
+    return _compiled_forward(input, offset, mask, weight, bias, *geometry, cols=cols)[0]
