@@ -28,6 +28,7 @@
 #include <cmath>
 #include <cstdint>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -78,142 +79,197 @@ struct Sample {
   }
 };
 
-// The sampling position of tap k, offset group grp, output pixel l of image b.
-template <typename T>
-inline void position(const T* offset, const Geometry& g, int64_t b, int64_t grp, int64_t k,
-                     int64_t l, T& y, T& x, int64_t& gk) {
-  const int64_t oy = l / g.out_w, ox = l % g.out_w;
-  const int64_t ky = k / g.kw, kx = k % g.kw;
-  gk = (b * g.groups + grp) * g.taps + k;
-  y = T(oy * g.sh - g.ph + ky * g.dh) + offset[(2 * gk) * g.pixels + l];
-  x = T(ox * g.sw - g.pw + kx * g.dw) + offset[(2 * gk + 1) * g.pixels + l];
+// Walks the samples of output pixels [begin, end) of image b in memory order (pixel, tap,
+// offset group), without integer divisions in the inner loops: f(l, k, grp, gk, y, x), with
+// gk = (b·G + grp)·K + k the (group, tap) row of the offset and mask of image b.
+template <typename T, typename F>
+inline void for_each_sample(const T* offset, const Geometry& g, int64_t b, int64_t begin,
+                            int64_t end, const F& f) {
+  int64_t oy = begin / g.out_w, ox = begin % g.out_w;
+  for (int64_t l = begin; l < end; ++l) {
+    const int64_t y_base = oy * g.sh - g.ph, x_base = ox * g.sw - g.pw;
+    int64_t k = 0;
+    for (int64_t ky = 0; ky < g.kh; ++ky) {
+      for (int64_t kx = 0; kx < g.kw; ++kx, ++k) {
+        for (int64_t grp = 0; grp < g.groups; ++grp) {
+          const int64_t gk = (b * g.groups + grp) * g.taps + k;
+          const T y = T(y_base + ky * g.dh) + offset[(2 * gk) * g.pixels + l];
+          const T x = T(x_base + kx * g.dw) + offset[(2 * gk + 1) * g.pixels + l];
+          f(l, k, grp, gk, y, x);
+        }
+      }
+    }
+    if (++ox == g.out_w) {
+      ox = 0;
+      ++oy;
+    }
+  }
 }
 
-template <typename T>
+// The channel loops of one sample (one offset group's channels), over its four corners p with
+// weights w. N > 0: a compile-time channel count, for the 1-3 channels of a first layer, where a
+// vector loop and its reductions cost more than they save; N == 0: cg channels, vectorised.
+template <int N, typename T>
+inline void interpolate(T* __restrict dst, const T* const* p, const T* w, int64_t cg) {
+  const int64_t n = N > 0 ? N : cg;
+  const T *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
+  const T w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+#pragma omp simd if (N == 0)
+  for (int64_t c = 0; c < n; ++c) {
+    dst[c] = w0 * p0[c] + w1 * p1[c] + w2 * p2[c] + w3 * p3[c];
+  }
+}
+
+// v[q] = gc · p[q], and, when gp is given, gp[q] += w[q] · gc.
+template <int N, typename T>
+inline void dots_and_scatter(const T* __restrict gc, const T* const* p, T* const* gp,
+                             const T* w, T* v, int64_t cg) {
+  const int64_t n = N > 0 ? N : cg;
+  const T *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
+  T v0 = 0, v1 = 0, v2 = 0, v3 = 0;
+  if (gp) {
+    T *g0 = gp[0], *g1 = gp[1], *g2 = gp[2], *g3 = gp[3];
+    const T w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+#pragma omp simd reduction(+ : v0, v1, v2, v3) if (N == 0)
+    for (int64_t c = 0; c < n; ++c) {
+      const T t = gc[c];
+      v0 += t * p0[c];
+      v1 += t * p1[c];
+      v2 += t * p2[c];
+      v3 += t * p3[c];
+      g0[c] += w0 * t;
+      g1[c] += w1 * t;
+      g2[c] += w2 * t;
+      g3[c] += w3 * t;
+    }
+  } else {
+#pragma omp simd reduction(+ : v0, v1, v2, v3) if (N == 0)
+    for (int64_t c = 0; c < n; ++c) {
+      const T t = gc[c];
+      v0 += t * p0[c];
+      v1 += t * p1[c];
+      v2 += t * p2[c];
+      v3 += t * p3[c];
+    }
+  }
+  v[0] = v0;
+  v[1] = v1;
+  v[2] = v2;
+  v[3] = v3;
+}
+
+// gp[q] += w[q] · gc (the input gradient alone).
+template <int N, typename T>
+inline void scatter(const T* __restrict gc, T* const* gp, const T* w, int64_t cg) {
+  const int64_t n = N > 0 ? N : cg;
+  T *g0 = gp[0], *g1 = gp[1], *g2 = gp[2], *g3 = gp[3];
+  const T w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+#pragma omp simd if (N == 0)
+  for (int64_t c = 0; c < n; ++c) {
+    const T t = gc[c];
+    g0[c] += w0 * t;
+    g1[c] += w1 * t;
+    g2[c] += w2 * t;
+    g3[c] += w3 * t;
+  }
+}
+
+template <int N, typename T>
 void columns_kernel(const T* x, const T* offset, const T* mask, T* cols, const Geometry& g) {
   const int64_t cg = g.group_channels;
   const int64_t grain = std::max<int64_t>(1, 4096 / (g.taps * g.channels + 1));
   at::parallel_for(0, g.batch * g.pixels, grain, [&](int64_t begin, int64_t end) {
     const std::vector<T> zeros(cg, T(0));
     Sample<T> s;
-    for (int64_t bl = begin; bl < end; ++bl) {
-      const int64_t b = bl / g.pixels, l = bl % g.pixels;
+    // the range may span images: one run of pixels per image
+    for (int64_t run = begin; run < end;) {
+      const int64_t b = run / g.pixels, first = run % g.pixels;
+      const int64_t last = std::min(g.pixels, first + (end - run));
       const T* image = x + b * g.height * g.width * g.channels;
-      for (int64_t k = 0; k < g.taps; ++k) {
-        for (int64_t grp = 0; grp < g.groups; ++grp) {
-          T y, xx;
-          int64_t gk;
-          position(offset, g, b, grp, k, l, y, xx, gk);
-          T* __restrict dst = cols + (bl * g.taps + k) * g.channels + grp * cg;
-          if (!s.set(y, xx, g)) {
-            for (int64_t c = 0; c < cg; ++c) dst[c] = T(0);
-            continue;
-          }
-          const T m = mask ? mask[gk * g.pixels + l] : T(1);
-          const T* p[4];
-          T w[4];
-          for (int q = 0; q < 4; ++q) {
-            p[q] = s.inside[q] ? image + s.at[q] + grp * cg : zeros.data();
-            w[q] = s.inside[q] ? m * s.a[q] : T(0);
-          }
-          const T *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
-          const T w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
-#pragma omp simd
-          for (int64_t c = 0; c < cg; ++c) {
-            dst[c] = w0 * p0[c] + w1 * p1[c] + w2 * p2[c] + w3 * p3[c];
-          }
-        }
-      }
+      T* image_cols = cols + b * g.pixels * g.taps * g.channels;
+      for_each_sample(offset, g, b, first, last,
+                      [&](int64_t l, int64_t k, int64_t grp, int64_t gk, T y, T xx) {
+                        T* dst = image_cols + (l * g.taps + k) * g.channels + grp * cg;
+                        if (!s.set(y, xx, g)) {
+                          for (int64_t c = 0; c < cg; ++c) dst[c] = T(0);
+                          return;
+                        }
+                        const T m = mask ? mask[gk * g.pixels + l] : T(1);
+                        const T* p[4];
+                        T w[4];
+                        for (int q = 0; q < 4; ++q) {
+                          p[q] = s.inside[q] ? image + s.at[q] + grp * cg : zeros.data();
+                          w[q] = s.inside[q] ? m * s.a[q] : T(0);
+                        }
+                        interpolate<N>(dst, p, w, cg);
+                      });
+      run += last - first;
     }
   });
 }
 
-template <typename T>
+template <int N, typename T>
 void columns_backward_kernel(const T* grad_cols, const T* x, const T* offset, const T* mask,
                              T* grad_x, T* grad_offset, T* grad_mask, const Geometry& g) {
   const int64_t cg = g.group_channels;
+  const bool corners = grad_offset || grad_mask;
   at::parallel_for(0, g.batch, 1, [&](int64_t begin, int64_t end) {
     const std::vector<T> zeros(cg, T(0));
     std::vector<T> sink(cg);  // input-gradient writes of corners outside the image
     Sample<T> s;
     for (int64_t b = begin; b < end; ++b) {
       const int64_t image_at = b * g.height * g.width * g.channels;
-      for (int64_t l = 0; l < g.pixels; ++l) {
-        for (int64_t k = 0; k < g.taps; ++k) {
-          for (int64_t grp = 0; grp < g.groups; ++grp) {
-            T y, xx;
-            int64_t gk;
-            position(offset, g, b, grp, k, l, y, xx, gk);
+      for_each_sample(
+          offset, g, b, 0, g.pixels, [&](int64_t l, int64_t k, int64_t grp, int64_t gk, T y, T xx) {
             const int64_t dy_at = (2 * gk) * g.pixels + l, dx_at = dy_at + g.pixels;
             if (!s.set(y, xx, g)) {
               if (grad_offset) grad_offset[dy_at] = grad_offset[dx_at] = T(0);
               if (grad_mask) grad_mask[gk * g.pixels + l] = T(0);
-              continue;
+              return;
             }
             const T m = mask ? mask[gk * g.pixels + l] : T(1);
-            const T* __restrict gc = grad_cols + ((b * g.pixels + l) * g.taps + k) * g.channels +
-                                     grp * cg;
+            const T* gc = grad_cols + ((b * g.pixels + l) * g.taps + k) * g.channels + grp * cg;
             const T* p[4];
+            T* gp[4];
+            T w[4], v[4];
             for (int q = 0; q < 4; ++q) {
               p[q] = s.inside[q] ? x + image_at + s.at[q] + grp * cg : zeros.data();
+              gp[q] = s.inside[q] && grad_x ? grad_x + image_at + s.at[q] + grp * cg : sink.data();
+              w[q] = s.inside[q] ? m * s.a[q] : T(0);
             }
-            const T *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
-            T v0 = 0, v1 = 0, v2 = 0, v3 = 0;  // grad_cols · corner, per corner
-            if (grad_x) {
-              T* gp[4];
-              T w[4];
-              for (int q = 0; q < 4; ++q) {
-                gp[q] = s.inside[q] ? grad_x + image_at + s.at[q] + grp * cg : sink.data();
-                w[q] = s.inside[q] ? m * s.a[q] : T(0);
-              }
-              T *g0 = gp[0], *g1 = gp[1], *g2 = gp[2], *g3 = gp[3];
-              const T w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
-              if (grad_offset || grad_mask) {
-#pragma omp simd reduction(+ : v0, v1, v2, v3)
-                for (int64_t c = 0; c < cg; ++c) {
-                  const T t = gc[c];
-                  v0 += t * p0[c];
-                  v1 += t * p1[c];
-                  v2 += t * p2[c];
-                  v3 += t * p3[c];
-                  g0[c] += w0 * t;
-                  g1[c] += w1 * t;
-                  g2[c] += w2 * t;
-                  g3[c] += w3 * t;
-                }
-              } else {
-#pragma omp simd
-                for (int64_t c = 0; c < cg; ++c) {
-                  const T t = gc[c];
-                  g0[c] += w0 * t;
-                  g1[c] += w1 * t;
-                  g2[c] += w2 * t;
-                  g3[c] += w3 * t;
-                }
-              }
-            } else {
-#pragma omp simd reduction(+ : v0, v1, v2, v3)
-              for (int64_t c = 0; c < cg; ++c) {
-                const T t = gc[c];
-                v0 += t * p0[c];
-                v1 += t * p1[c];
-                v2 += t * p2[c];
-                v3 += t * p3[c];
-              }
+            if (!corners) {
+              scatter<N>(gc, gp, w, cg);
+              return;
             }
+            dots_and_scatter<N>(gc, p, grad_x ? gp : nullptr, w, v, cg);
             if (grad_mask) {
-              grad_mask[gk * g.pixels + l] = s.a[0] * v0 + s.a[1] * v1 + s.a[2] * v2 + s.a[3] * v3;
+              grad_mask[gk * g.pixels + l] = s.a[0] * v[0] + s.a[1] * v[1] + s.a[2] * v[2] +
+                                             s.a[3] * v[3];
             }
             if (grad_offset) {
               const T hy = T(1) - s.ly, hx = T(1) - s.lx;
-              grad_offset[dy_at] = m * (hx * (v2 - v0) + s.lx * (v3 - v1));
-              grad_offset[dx_at] = m * (hy * (v1 - v0) + s.ly * (v3 - v2));
+              grad_offset[dy_at] = m * (hx * (v[2] - v[0]) + s.lx * (v[3] - v[1]));
+              grad_offset[dx_at] = m * (hy * (v[1] - v[0]) + s.ly * (v[3] - v[2]));
             }
-          }
-        }
-      }
+          });
     }
   });
+}
+
+// Calls f with std::integral_constant<int, N>: the channel count per offset group when it is
+// 1-3, else 0 (any count).
+template <typename F>
+void with_group_channels(int64_t cg, const F& f) {
+  switch (cg) {
+    case 1:
+      return f(std::integral_constant<int, 1>{});
+    case 2:
+      return f(std::integral_constant<int, 2>{});
+    case 3:
+      return f(std::integral_constant<int, 3>{});
+    default:
+      return f(std::integral_constant<int, 0>{});
+  }
 }
 
 Geometry geometry(const at::Tensor& x, const at::Tensor& offset, int64_t kh, int64_t kw,
@@ -269,9 +325,12 @@ void deform_columns(const at::Tensor& x, const at::Tensor& offset,
   TORCH_CHECK(cols.numel() == g.batch * g.pixels * g.taps * g.channels,
               "cols must be (B, Ho·Wo, kh·kw, C)");
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "deform_columns", [&] {
-    columns_kernel<scalar_t>(x.const_data_ptr<scalar_t>(), offset.const_data_ptr<scalar_t>(),
-                             mask ? mask->const_data_ptr<scalar_t>() : nullptr,
-                             cols.mutable_data_ptr<scalar_t>(), g);
+    with_group_channels(g.group_channels, [&](auto n) {
+      columns_kernel<decltype(n)::value>(
+          x.const_data_ptr<scalar_t>(), offset.const_data_ptr<scalar_t>(),
+          mask ? mask->const_data_ptr<scalar_t>() : nullptr, cols.mutable_data_ptr<scalar_t>(),
+          g);
+    });
   });
 }
 
@@ -303,12 +362,14 @@ void deform_columns_backward(const at::Tensor& grad_cols, const at::Tensor& x,
     TORCH_CHECK(grad_mask->numel() == mask->numel(), "grad_mask must be shaped like mask");
   }
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "deform_columns_backward", [&] {
-    columns_backward_kernel<scalar_t>(
-        grad_cols.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
-        offset.const_data_ptr<scalar_t>(), mask ? mask->const_data_ptr<scalar_t>() : nullptr,
-        grad_x ? grad_x->mutable_data_ptr<scalar_t>() : nullptr,
-        grad_offset ? grad_offset->mutable_data_ptr<scalar_t>() : nullptr,
-        grad_mask ? grad_mask->mutable_data_ptr<scalar_t>() : nullptr, g);
+    with_group_channels(g.group_channels, [&](auto n) {
+      columns_backward_kernel<decltype(n)::value>(
+          grad_cols.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
+          offset.const_data_ptr<scalar_t>(), mask ? mask->const_data_ptr<scalar_t>() : nullptr,
+          grad_x ? grad_x->mutable_data_ptr<scalar_t>() : nullptr,
+          grad_offset ? grad_offset->mutable_data_ptr<scalar_t>() : nullptr,
+          grad_mask ? grad_mask->mutable_data_ptr<scalar_t>() : nullptr, g);
+    });
   });
 }
 
