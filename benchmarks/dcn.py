@@ -4,7 +4,9 @@ In one run:
 
 * per layer (``mnist-cnn`` conv4/conv5, ``cifar-small`` conv1/conv2 shapes, batch 64): the
   training step (forward + backward) and the forward of a regular ``nn.Conv2d`` and of a
-  ``DeformConv2dBlock`` (with its offset and modulation convolutions) on each implementation;
+  ``DeformConv2dBlock`` (with its offset and modulation convolutions) on each implementation:
+  torchvision's kernel, and the native one with its compiled kernel (``native``) and with its
+  plain-PyTorch kernel (``native/python``, what runs without a C++ compiler);
 * per model: a training step (batch 64, cross-entropy, Adam) and a forward pass (batch 256,
   no grad) of ``mnist-cnn`` / ``mnist-cnn-dcnv2`` and ``cifar-small`` / ``cifar-small-dcn``.
 
@@ -21,14 +23,18 @@ Usage: ``python benchmarks/dcn.py [--quick] [--threads N]``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from collections.abc import Callable
+from unittest import mock
 
 import torch
 from torch import nn
 
 from geomrobust._malloc import keep_freed_memory
 from geomrobust.models import DeformConv2dBlock, build_model, get_model_info
+from geomrobust.models import _deform_native
+from geomrobust.models._deform_ext import compiled_kernel_available, kernel_error
 
 
 def _time(fn: Callable[[], object], *, repeats: int, warmup: int = 1) -> float:
@@ -42,6 +48,24 @@ def _time(fn: Callable[[], object], *, repeats: int, warmup: int = 1) -> float:
         times.append(time.perf_counter() - start)
     times.sort()
     return times[len(times) // 2]
+
+
+#: Implementations compared: name -> (block impl, whether the native one may use its compiled
+#: kernel).
+IMPLS = {
+    "torchvision": ("torchvision", True),
+    "native": ("native", True),
+    "native/python": ("native", False),
+    "auto": ("auto", True),
+    "auto/python": ("auto", False),
+}
+
+
+def _kernel(compiled: bool):
+    """A context where the native implementation may (or may not) use its compiled kernel."""
+    if compiled:
+        return contextlib.nullcontext()
+    return mock.patch.object(_deform_native, "compiled_kernel_available", lambda: False)
 
 
 def _set_impl(model: nn.Module, impl: str) -> nn.Module:
@@ -59,14 +83,12 @@ def _layer_rows(repeats: int) -> None:
     ]
     batch = 64
     print(f"\nper layer, batch {batch}: images/s (train = forward + backward)")
-    print(f"  {'layer':24s} {'impl':12s} {'train':>10s} {'forward':>10s}")
+    print(f"  {'layer':24s} {'impl':13s} {'train':>10s} {'forward':>10s}")
     for label, cin, cout, size, k, pad in shapes:
         x = torch.randn(batch, cin, size, size)
-        layers = {
-            "conv2d": nn.Conv2d(cin, cout, k, padding=pad),
-            "torchvision": DeformConv2dBlock(cin, cout, k, padding=pad, impl="torchvision"),
-            "native": DeformConv2dBlock(cin, cout, k, padding=pad, impl="native"),
-        }
+        layers = {"conv2d": nn.Conv2d(cin, cout, k, padding=pad)}
+        for name in ("torchvision", "native", "native/python"):
+            layers[name] = DeformConv2dBlock(cin, cout, k, padding=pad, impl=IMPLS[name][0])
         for block in list(layers.values())[1:]:
             with torch.no_grad():  # non-zero offsets, as after training
                 block.offset_conv.weight.normal_(0, 0.05)
@@ -80,13 +102,15 @@ def _layer_rows(repeats: int) -> None:
                 with torch.no_grad():
                     layer(x)
 
-            t_train = _time(train, repeats=repeats)
-            t_fwd = _time(forward, repeats=repeats)
-            print(f"  {label:24s} {impl:12s} {batch / t_train:10.0f} {batch / t_fwd:10.0f}")
+            with _kernel(IMPLS.get(impl, (None, True))[1]):
+                t_train = _time(train, repeats=repeats)
+                t_fwd = _time(forward, repeats=repeats)
+            print(f"  {label:24s} {impl:13s} {batch / t_train:10.0f} {batch / t_fwd:10.0f}")
 
 
 def _model_step(name: str, impl: str, repeats: int, train_batch: int, eval_batch: int):
     torch.manual_seed(0)
+    impl, compiled = IMPLS[impl]
     model = _set_impl(build_model(name), impl)
     c, h, w = get_model_info(name).input_shape
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -104,10 +128,11 @@ def _model_step(name: str, impl: str, repeats: int, train_batch: int, eval_batch
         with torch.no_grad():
             model(xe)
 
-    model.train()
-    t_step = _time(step, repeats=repeats)
-    model.eval()
-    t_fwd = _time(forward, repeats=repeats)
+    with _kernel(compiled):
+        model.train()
+        t_step = _time(step, repeats=repeats)
+        model.eval()
+        t_fwd = _time(forward, repeats=repeats)
     return t_step, t_fwd
 
 
@@ -152,20 +177,25 @@ def main() -> None:
     repeats = 3 if args.quick else 11
     pairs = 10 if args.quick else 40
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {repeats}")
+    if compiled_kernel_available():
+        print("native kernel: compiled (models/csrc/deform_conv2d_cpu.cpp)")
+    else:
+        print(f"native kernel: plain PyTorch only (compiled one unavailable: {kernel_error()})")
     _layer_rows(repeats)
 
     print("\nper model: images/s (train step batch 64 with Adam; forward batch 256)")
-    print(f"  {'model':18s} {'impl':12s} {'train':>10s} {'forward':>10s}")
+    print(f"  {'model':18s} {'impl':13s} {'train':>10s} {'forward':>10s}")
     results = {}
+    twin_impls = ("torchvision", "auto/python", "auto")
     for regular, twin in (("mnist-cnn", "mnist-cnn-dcnv2"), ("cifar-small", "cifar-small-dcn")):
-        for name, impls in ((regular, ("-",)), (twin, ("torchvision", "auto"))):
+        for name, impls in ((regular, ("-",)), (twin, twin_impls)):
             for impl in impls:
                 t_step, t_fwd = _model_step(name, impl if impl != "-" else "auto", repeats, 64, 256)
                 results[name, impl] = (t_step, t_fwd)
-                print(f"  {name:18s} {impl:12s} {64 / t_step:10.0f} {256 / t_fwd:10.0f}")
+                print(f"  {name:18s} {impl:13s} {64 / t_step:10.0f} {256 / t_fwd:10.0f}")
     for regular, twin in (("mnist-cnn", "mnist-cnn-dcnv2"), ("cifar-small", "cifar-small-dcn")):
         base_step, base_fwd = results[regular, "-"]
-        for impl in ("torchvision", "auto"):
+        for impl in twin_impls:
             step, fwd = results[twin, impl]
             print(
                 f"{twin} / {regular} with {impl}: train step {step / base_step:.2f}x, "

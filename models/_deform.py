@@ -39,8 +39,9 @@ def _auto(input: Tensor, offset: Tensor, weight: Tensor, *args: Any, **kwargs: A
 
 #: Implementations of the deformable convolution, by name. Each is called like
 #: ``torchvision.ops.deform_conv2d(input, offset, weight, bias, stride=, padding=, dilation=,
-#: mask=)`` and follows its offset layout. ``native`` is plain PyTorch with a hand-written
-#: backward (``groups=1``); ``auto`` picks per call.
+#: mask=)`` and follows its offset layout. ``native`` is a compiled CPU gather (plain PyTorch
+#: where no C++ compiler is found) with a hand-written backward (``groups=1``); ``auto`` picks
+#: per call.
 DEFORM_IMPLS: dict[str, DeformFn] = {
     "torchvision": torchvision.ops.deform_conv2d,
     "native": deform_conv2d_native,

@@ -1,7 +1,16 @@
-"""Modulated deformable convolution in plain PyTorch operations, designed for CPU throughput.
+"""Modulated deformable convolution designed for CPU throughput: a compiled kernel, and the
+same computation in plain PyTorch operations where it cannot be built.
 
 Same contract and offset layout as ``torchvision.ops.deform_conv2d`` (see
-:class:`geomrobust.models.DeformConv2dBlock`), computed as:
+:class:`geomrobust.models.DeformConv2dBlock`).
+
+**Compiled kernel** (``kernel="compiled"``; what ``"auto"`` takes for CPU float32/float64
+tensors when :func:`._deform_ext.compiled_kernel_available`): the bilinear gather of the
+column matrix ``(B·L, K·C)`` from the channels-last input, and in the backward pass the input,
+offset and modulation gradients from the column gradient in one pass over the samples, are
+C++ (``csrc/deform_conv2d_cpu.cpp``); the matrix products with the weight stay torch's.
+
+**Plain PyTorch** (``kernel="python"``, any device and dtype), computed as:
 
 1. sampling positions ``p = base + offset`` for every output pixel and tap, the row index
    of their top-left bilinear corner in the zero-padded input and the four corner weights

@@ -25,8 +25,10 @@
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <type_traits>
 #include <vector>
@@ -41,64 +43,67 @@ struct Geometry {
   int64_t sh, sw, ph, pw, dh, dw;          // stride, padding, dilation
 };
 
-// One sampling position: the element offsets of its four corners in an (H, W, C) image,
-// whether each lies inside, and the bilinear weights (y0, x0), (y0, x0+1), (y0+1, x0),
-// (y0+1, x0+1). Returns false when the position itself is outside (or not finite).
-template <typename T>
-struct Sample {
-  int64_t at[4];
-  bool inside[4];
-  T a[4];
-  T ly, lx;
+// Output pixels per block: the samples of one tap and offset group for a block of output
+// pixels are set up together, in loops over contiguous rows of the offset and the mask that the
+// compiler vectorises, and kept in L1 for the channel loops.
+constexpr int64_t kBlock = 256;
 
-  bool set(T y, T x, const Geometry& g) {
-    if (!(y > T(-1) && y < T(g.height) && x > T(-1) && x < T(g.width))) {
-      return false;
+// The samples of one tap k and offset group of image b, for output pixels [l0, l0 + n): the
+// element offset of each bilinear corner (y0, x0), (y0, x0+1), (y0+1, x0), (y0+1, x0+1) in the
+// (H, W, C) image, -1 for a corner outside it; the bilinear weights a and the fractional parts
+// ly, lx. A position outside (-1, H) × (-1, W) (or not finite) has every corner -1; one inside
+// has at least one corner inside the image (see inside()).
+template <typename T>
+struct Samples {
+  int64_t at[4][kBlock];
+  T a[4][kBlock];
+  T ly[kBlock], lx[kBlock];
+
+  bool inside(int64_t i) const { return (at[0][i] & at[1][i] & at[2][i] & at[3][i]) >= 0; }
+
+  // y_base/x_base: the tap's position without offset, per pixel of the block; dy, dx: the
+  // offset rows of (image, group, tap) from pixel l0; channel: the group's first channel.
+  void set(const T* __restrict y_base, const T* __restrict x_base, const T* __restrict dy,
+           const T* __restrict dx, int64_t n, int64_t channel, const Geometry& g) {
+    // Written so that the compiler vectorises it: locals, not g's fields (the stores could
+    // alias those); bitwise operators and arithmetic selects, no branches; floor as a
+    // truncation corrected by one (positions are clamped to [-1, H] × [-1, W] first, which
+    // also maps NaN to -1).
+    const int64_t height = g.height, width = g.width, c = g.channels, row = width * c;
+    const T h = T(height), w = T(width);
+    for (int64_t i = 0; i < n; ++i) {
+      const T y_in = y_base[i] + dy[i], x_in = x_base[i] + dx[i];
+      const int64_t in = (y_in > T(-1)) & (y_in < h) & (x_in > T(-1)) & (x_in < w);
+      const T y = std::min(h, std::max(T(-1), y_in)), x = std::min(w, std::max(T(-1), x_in));
+      const int64_t ty = static_cast<int64_t>(y), tx = static_cast<int64_t>(x);
+      const int64_t y0 = ty - int64_t(T(ty) > y), x0 = tx - int64_t(T(tx) > x);
+      const T fy = y - T(y0), fx = x - T(x0), hy = T(1) - fy, hx = T(1) - fx;
+      const int64_t top = in & (y0 >= 0), bottom = in & (y0 + 1 < height);
+      const int64_t left = x0 >= 0, right = x0 + 1 < width;
+      const int64_t base = y0 * row + x0 * c + channel;
+      // (flag - 1) is 0 for a corner inside, -1 (all bits) for one outside
+      at[0][i] = base | ((top & left) - 1);
+      at[1][i] = (base + c) | ((top & right) - 1);
+      at[2][i] = (base + row) | ((bottom & left) - 1);
+      at[3][i] = (base + row + c) | ((bottom & right) - 1);
+      a[0][i] = hy * hx;
+      a[1][i] = hy * fx;
+      a[2][i] = fy * hx;
+      a[3][i] = fy * fx;
+      ly[i] = fy;
+      lx[i] = fx;
     }
-    const T fy = std::floor(y), fx = std::floor(x);
-    const int64_t y0 = static_cast<int64_t>(fy), x0 = static_cast<int64_t>(fx);
-    ly = y - fy;
-    lx = x - fx;
-    const T hy = T(1) - ly, hx = T(1) - lx;
-    a[0] = hy * hx;
-    a[1] = hy * lx;
-    a[2] = ly * hx;
-    a[3] = ly * lx;
-    const bool top = y0 >= 0, bottom = y0 + 1 < g.height;
-    const bool left = x0 >= 0, right = x0 + 1 < g.width;
-    inside[0] = top && left;
-    inside[1] = top && right;
-    inside[2] = bottom && left;
-    inside[3] = bottom && right;
-    const int64_t row = g.width * g.channels;
-    at[0] = (y0 * g.width + x0) * g.channels;
-    at[1] = at[0] + g.channels;
-    at[2] = at[0] + row;
-    at[3] = at[2] + g.channels;
-    return true;
   }
 };
 
-// Walks the samples of output pixels [begin, end) of image b in memory order (pixel, tap,
-// offset group), without integer divisions in the inner loops: f(l, k, grp, gk, y, x), with
-// gk = (b·G + grp)·K + k the (group, tap) row of the offset and mask of image b.
-template <typename T, typename F>
-inline void for_each_sample(const T* offset, const Geometry& g, int64_t b, int64_t begin,
-                            int64_t end, const F& f) {
-  int64_t oy = begin / g.out_w, ox = begin % g.out_w;
-  for (int64_t l = begin; l < end; ++l) {
-    const int64_t y_base = oy * g.sh - g.ph, x_base = ox * g.sw - g.pw;
-    int64_t k = 0;
-    for (int64_t ky = 0; ky < g.kh; ++ky) {
-      for (int64_t kx = 0; kx < g.kw; ++kx, ++k) {
-        for (int64_t grp = 0; grp < g.groups; ++grp) {
-          const int64_t gk = (b * g.groups + grp) * g.taps + k;
-          const T y = T(y_base + ky * g.dh) + offset[(2 * gk) * g.pixels + l];
-          const T x = T(x_base + kx * g.dw) + offset[(2 * gk + 1) * g.pixels + l];
-          f(l, k, grp, gk, y, x);
-        }
-      }
-    }
+// The positions of tap (ky, kx) without offsets, for output pixels [l0, l0 + n).
+template <typename T>
+void base_positions(const Geometry& g, int64_t ky, int64_t kx, int64_t l0, int64_t n, T* y_base,
+                    T* x_base) {
+  int64_t oy = l0 / g.out_w, ox = l0 % g.out_w;
+  for (int64_t i = 0; i < n; ++i) {
+    y_base[i] = T(oy * g.sh - g.ph + ky * g.dh);
+    x_base[i] = T(ox * g.sw - g.pw + kx * g.dw);
     if (++ox == g.out_w) {
       ox = 0;
       ++oy;
@@ -176,34 +181,37 @@ inline void scatter(const T* __restrict gc, T* const* gp, const T* w, int64_t cg
 
 template <int N, typename T>
 void columns_kernel(const T* x, const T* offset, const T* mask, T* cols, const Geometry& g) {
-  const int64_t cg = g.group_channels;
-  const int64_t grain = std::max<int64_t>(1, 4096 / (g.taps * g.channels + 1));
-  at::parallel_for(0, g.batch * g.pixels, grain, [&](int64_t begin, int64_t end) {
+  const int64_t cg = g.group_channels, blocks = (g.pixels + kBlock - 1) / kBlock;
+  // one unit: a block of output pixels of one image
+  at::parallel_for(0, g.batch * blocks, 1, [&](int64_t begin, int64_t end) {
     const std::vector<T> zeros(cg, T(0));
-    Sample<T> s;
-    // the range may span images: one run of pixels per image
-    for (int64_t run = begin; run < end;) {
-      const int64_t b = run / g.pixels, first = run % g.pixels;
-      const int64_t last = std::min(g.pixels, first + (end - run));
+    auto s = std::make_unique<Samples<T>>();
+    T y_base[kBlock], x_base[kBlock];
+    for (int64_t unit = begin; unit < end; ++unit) {
+      const int64_t b = unit / blocks, l0 = (unit % blocks) * kBlock;
+      const int64_t n = std::min(kBlock, g.pixels - l0);
       const T* image = x + b * g.height * g.width * g.channels;
-      T* image_cols = cols + b * g.pixels * g.taps * g.channels;
-      for_each_sample(offset, g, b, first, last,
-                      [&](int64_t l, int64_t k, int64_t grp, int64_t gk, T y, T xx) {
-                        T* dst = image_cols + (l * g.taps + k) * g.channels + grp * cg;
-                        if (!s.set(y, xx, g)) {
-                          for (int64_t c = 0; c < cg; ++c) dst[c] = T(0);
-                          return;
-                        }
-                        const T m = mask ? mask[gk * g.pixels + l] : T(1);
-                        const T* p[4];
-                        T w[4];
-                        for (int q = 0; q < 4; ++q) {
-                          p[q] = s.inside[q] ? image + s.at[q] + grp * cg : zeros.data();
-                          w[q] = s.inside[q] ? m * s.a[q] : T(0);
-                        }
-                        interpolate<N>(dst, p, w, cg);
-                      });
-      run += last - first;
+      for (int64_t k = 0; k < g.taps; ++k) {
+        base_positions(g, k / g.kw, k % g.kw, l0, n, y_base, x_base);
+        for (int64_t grp = 0; grp < g.groups; ++grp) {
+          const int64_t gk = (b * g.groups + grp) * g.taps + k;
+          const T* dy = offset + 2 * gk * g.pixels + l0;
+          s->set(y_base, x_base, dy, dy + g.pixels, n, grp * cg, g);
+          const T* m = mask ? mask + gk * g.pixels + l0 : nullptr;
+          T* dst = cols + ((b * g.pixels + l0) * g.taps + k) * g.channels + grp * cg;
+          for (int64_t i = 0; i < n; ++i, dst += g.taps * g.channels) {
+            const T mi = m ? m[i] : T(1);
+            const T* p[4];
+            T w[4];
+            for (int q = 0; q < 4; ++q) {
+              const bool on = s->at[q][i] >= 0;
+              p[q] = on ? image + s->at[q][i] : zeros.data();
+              w[q] = on ? mi * s->a[q][i] : T(0);
+            }
+            interpolate<N>(dst, p, w, cg);
+          }
+        }
+      }
     }
   });
 }
@@ -213,45 +221,68 @@ void columns_backward_kernel(const T* grad_cols, const T* x, const T* offset, co
                              T* grad_x, T* grad_offset, T* grad_mask, const Geometry& g) {
   const int64_t cg = g.group_channels;
   const bool corners = grad_offset || grad_mask;
+  // one unit: an image (no two threads add into the same input-gradient pixel)
   at::parallel_for(0, g.batch, 1, [&](int64_t begin, int64_t end) {
     const std::vector<T> zeros(cg, T(0));
     std::vector<T> sink(cg);  // input-gradient writes of corners outside the image
-    Sample<T> s;
+    auto s = std::make_unique<Samples<T>>();
+    T y_base[kBlock], x_base[kBlock];
+    T v[4][kBlock];  // grad_cols · corner, per corner and sample
     for (int64_t b = begin; b < end; ++b) {
       const int64_t image_at = b * g.height * g.width * g.channels;
-      for_each_sample(
-          offset, g, b, 0, g.pixels, [&](int64_t l, int64_t k, int64_t grp, int64_t gk, T y, T xx) {
-            const int64_t dy_at = (2 * gk) * g.pixels + l, dx_at = dy_at + g.pixels;
-            if (!s.set(y, xx, g)) {
-              if (grad_offset) grad_offset[dy_at] = grad_offset[dx_at] = T(0);
-              if (grad_mask) grad_mask[gk * g.pixels + l] = T(0);
-              return;
+      for (int64_t l0 = 0; l0 < g.pixels; l0 += kBlock) {
+        const int64_t n = std::min(kBlock, g.pixels - l0);
+        for (int64_t k = 0; k < g.taps; ++k) {
+          base_positions(g, k / g.kw, k % g.kw, l0, n, y_base, x_base);
+          for (int64_t grp = 0; grp < g.groups; ++grp) {
+            const int64_t gk = (b * g.groups + grp) * g.taps + k;
+            const T* dy = offset + 2 * gk * g.pixels + l0;
+            s->set(y_base, x_base, dy, dy + g.pixels, n, grp * cg, g);
+            const T* m = mask ? mask + gk * g.pixels + l0 : nullptr;
+            const T* gc = grad_cols + ((b * g.pixels + l0) * g.taps + k) * g.channels + grp * cg;
+            for (int64_t i = 0; i < n; ++i, gc += g.taps * g.channels) {
+              const T mi = m ? m[i] : T(1);
+              const T* p[4];
+              T* gp[4];
+              T w[4], vi[4];
+              for (int q = 0; q < 4; ++q) {
+                const bool on = s->at[q][i] >= 0;
+                p[q] = on ? x + image_at + s->at[q][i] : zeros.data();
+                gp[q] = on && grad_x ? grad_x + image_at + s->at[q][i] : sink.data();
+                w[q] = on ? mi * s->a[q][i] : T(0);
+              }
+              if (!corners) {
+                scatter<N>(gc, gp, w, cg);
+                continue;
+              }
+              dots_and_scatter<N>(gc, p, grad_x ? gp : nullptr, w, vi, cg);
+              for (int q = 0; q < 4; ++q) v[q][i] = vi[q];
             }
-            const T m = mask ? mask[gk * g.pixels + l] : T(1);
-            const T* gc = grad_cols + ((b * g.pixels + l) * g.taps + k) * g.channels + grp * cg;
-            const T* p[4];
-            T* gp[4];
-            T w[4], v[4];
-            for (int q = 0; q < 4; ++q) {
-              p[q] = s.inside[q] ? x + image_at + s.at[q] + grp * cg : zeros.data();
-              gp[q] = s.inside[q] && grad_x ? grad_x + image_at + s.at[q] + grp * cg : sink.data();
-              w[q] = s.inside[q] ? m * s.a[q] : T(0);
-            }
-            if (!corners) {
-              scatter<N>(gc, gp, w, cg);
-              return;
-            }
-            dots_and_scatter<N>(gc, p, grad_x ? gp : nullptr, w, v, cg);
+            if (!corners) continue;
             if (grad_mask) {
-              grad_mask[gk * g.pixels + l] = s.a[0] * v[0] + s.a[1] * v[1] + s.a[2] * v[2] +
-                                             s.a[3] * v[3];
+              T* out = grad_mask + gk * g.pixels + l0;
+              for (int64_t i = 0; i < n; ++i) {
+                const T value = s->a[0][i] * v[0][i] + s->a[1][i] * v[1][i] +
+                                s->a[2][i] * v[2][i] + s->a[3][i] * v[3][i];
+                out[i] = s->inside(i) ? value : T(0);
+              }
             }
             if (grad_offset) {
-              const T hy = T(1) - s.ly, hx = T(1) - s.lx;
-              grad_offset[dy_at] = m * (hx * (v[2] - v[0]) + s.lx * (v[3] - v[1]));
-              grad_offset[dx_at] = m * (hy * (v[1] - v[0]) + s.ly * (v[3] - v[2]));
+              T* out_y = grad_offset + 2 * gk * g.pixels + l0;
+              T* out_x = out_y + g.pixels;
+              for (int64_t i = 0; i < n; ++i) {
+                const T mi = m ? m[i] : T(1);
+                const T ly = s->ly[i], lx = s->lx[i], hy = T(1) - ly, hx = T(1) - lx;
+                const T gy = mi * (hx * (v[2][i] - v[0][i]) + lx * (v[3][i] - v[1][i]));
+                const T gx = mi * (hy * (v[1][i] - v[0][i]) + ly * (v[3][i] - v[2][i]));
+                const bool in = s->inside(i);
+                out_y[i] = in ? gy : T(0);
+                out_x[i] = in ? gx : T(0);
+              }
             }
-          });
+          }
+        }
+      }
     }
   });
 }
