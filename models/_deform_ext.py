@@ -155,9 +155,9 @@ def compiled_kernel_available() -> bool:
     if not ok:
         warnings.warn(
             f"geomrobust: the compiled deformable-convolution kernel is unavailable ({error}); "
-            "the plain-PyTorch one runs instead (same results to float rounding, training "
-            f"about 1.5-2x slower). Install g++ to build it, or set {ENV_KERNEL}=python to "
-            "skip this.",
+            "the plain-PyTorch one runs instead (same results to float rounding; a deformable "
+            "model trains about 1.2-1.4x slower). Install a C++ compiler (g++) to build it, or "
+            f"set {ENV_KERNEL}=python to skip this.",
             RuntimeWarning,
             stacklevel=3,
         )
