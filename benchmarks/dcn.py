@@ -32,8 +32,7 @@ import torch
 from torch import nn
 
 from geomrobust._malloc import keep_freed_memory
-from geomrobust.models import DeformConv2dBlock, build_model, get_model_info
-from geomrobust.models import _deform_native
+from geomrobust.models import DeformConv2dBlock, _deform_native, build_model, get_model_info
 from geomrobust.models._deform_ext import compiled_kernel_available, kernel_error
 
 
@@ -65,7 +64,7 @@ def _kernel(compiled: bool):
     """A context where the native implementation may (or may not) use its compiled kernel."""
     if compiled:
         return contextlib.nullcontext()
-    return mock.patch.object(_deform_native, "compiled_kernel_available", lambda: False)
+    return mock.patch.object(_deform_native, "compiled_kernel_available", return_value=False)
 
 
 def _set_impl(model: nn.Module, impl: str) -> nn.Module:
