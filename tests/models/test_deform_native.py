@@ -328,3 +328,18 @@ def test_compiled_inference_call_equals_training_call_bitwise():
     torch.testing.assert_close(first, trained.detach(), atol=0, rtol=0)
     torch.testing.assert_close(again, first, atol=0, rtol=0)
     assert first.data_ptr() != again.data_ptr()
+
+
+def test_a_traced_block_allocates_per_call_and_runs_any_batch_size():
+    # Work buffers are cached per thread; a trace must not bake the cached one in as a
+    # constant of the traced batch's size (a larger batch later failed, or worse).
+    require_compiled_kernel()
+    torch.manual_seed(0)
+    block = DeformConv2dBlock(4, 6, 3, padding=1).eval()
+    with torch.no_grad():
+        block.offset_conv.weight.normal_(0, 0.5)
+        block(torch.randn(30, 4, 7, 7))  # caches buffers for 30 images
+        traced = torch.jit.freeze(torch.jit.trace(block, torch.randn(10, 4, 7, 7)).eval())
+        for n in (10, 3, 45):
+            x = torch.randn(n, 4, 7, 7)
+            torch.testing.assert_close(traced(x), block(x), atol=0, rtol=0)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from geomrobust.models import build_model, get_model_info, list_models
+from geomrobust.models._deform_ext import compiled_kernel_available
 from geomrobust.robustness import EvalInputError, EvalOptions, evaluate
 from geomrobust.transforms import make_sweep
 from geomrobust.transforms.datasets import DataFingerprint, ImageDataset, array_sha256
@@ -65,8 +66,11 @@ def test_freeze_gives_eagers_predictions_bit_for_bit(name, caplog):
     # A model the tracer cannot follow falls back to eager, with a warning; either way the
     # predictions are eager's, bit for bit.
     fell_back = [r.getMessage() for r in caplog.records if "runs eagerly" in r.getMessage()]
-    if fell_back:  # the deformable twins' native op (a Python autograd.Function) won't trace
+    if fell_back:
+        # only the deformable twins, and only on the plain-PyTorch kernel (a Python
+        # autograd.Function the tracer cannot follow); the compiled kernel's ops trace
         assert "dcn" in name
+        assert not compiled_kernel_available()
         assert "cannot be traced" in fell_back[0]
         assert frozen.run["graph"] == "eager"
     else:
