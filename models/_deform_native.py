@@ -71,7 +71,7 @@ def _scratch(slot: str, shape: tuple[int, ...], like: Tensor, *, dtype=None) -> 
     numel = math.prod(shape)
     # a traced graph (``--graph freeze``) must allocate on each call: a cached buffer would
     # be baked into it as a constant of the traced batch's size
-    if numel > _MAX_CACHED or torch.jit.is_tracing():
+    if torch.jit.is_tracing() or numel > _MAX_CACHED:
         return torch.empty(shape, dtype=dtype, device=like.device)
     cache = _local.__dict__.setdefault("buffers", {})
     # buffers made in inference mode are inference tensors, which a later call outside it

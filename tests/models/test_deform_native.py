@@ -339,7 +339,9 @@ def test_a_traced_block_allocates_per_call_and_runs_any_batch_size():
     with torch.no_grad():
         block.offset_conv.weight.normal_(0, 0.5)
         block(torch.randn(30, 4, 7, 7))  # caches buffers for 30 images
-        traced = torch.jit.freeze(torch.jit.trace(block, torch.randn(10, 4, 7, 7)).eval())
+        with warnings.catch_warnings():  # the tracer's, about shape checks and deprecation
+            warnings.simplefilter("ignore")
+            traced = torch.jit.freeze(torch.jit.trace(block, torch.randn(10, 4, 7, 7)).eval())
         for n in (10, 3, 45):
             x = torch.randn(n, 4, 7, 7)
             torch.testing.assert_close(traced(x), block(x), atol=0, rtol=0)
