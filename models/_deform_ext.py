@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import threading
@@ -69,11 +70,16 @@ def _cpu_id() -> str:
     return platform.machine() + "\n".join(sorted(set(keep)))
 
 
+def _compiler() -> list[str]:
+    """``$CXX`` (which may carry a launcher or flags, e.g. ``ccache g++``), else ``c++``."""
+    return shlex.split(os.environ.get("CXX") or "") or ["c++"]
+
+
 def _command(source: Path, target: Path) -> list[str]:
     torch_dir = Path(torch.__file__).resolve().parent
     lib = torch_dir / "lib"
     return [
-        os.environ.get("CXX") or "c++",
+        *_compiler(),
         "-O3",
         "-march=native",
         "-std=c++20",
@@ -96,11 +102,11 @@ def _command(source: Path, target: Path) -> list[str]:
 
 def _build() -> Path:
     """The kernel's shared library, compiled now unless already in the cache."""
-    command = _command(SOURCE, Path("OUT"))
-    if shutil.which(command[0]) is None:
-        raise OSError(f"no C++ compiler {command[0]!r} on PATH (set CXX to one)")
+    command, compiler = _command(SOURCE, Path("OUT")), _compiler()
+    if shutil.which(compiler[0]) is None:
+        raise OSError(f"no C++ compiler {compiler[0]!r} on PATH (set CXX to one)")
     version = subprocess.run(
-        [command[0], "--version"], capture_output=True, text=True, timeout=60, check=False
+        [*compiler, "--version"], capture_output=True, text=True, timeout=60, check=False
     ).stdout
     key = hashlib.sha256(
         "\0".join(
@@ -124,7 +130,7 @@ def _build() -> Path:
         if done.returncode != 0:
             lines = (done.stderr or done.stdout).strip().splitlines()
             first = next((line for line in lines if "error" in line), lines[0] if lines else "")
-            raise OSError(f"{command[0]} exited with {done.returncode}: {first.strip()}")
+            raise OSError(f"{compiler[0]} exited with {done.returncode}: {first.strip()}")
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)

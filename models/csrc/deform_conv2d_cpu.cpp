@@ -33,6 +33,10 @@
 #include <type_traits>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace {
 
 struct Geometry {
@@ -305,6 +309,10 @@ void with_group_channels(int64_t cg, const F& f) {
 
 Geometry geometry(const at::Tensor& x, const at::Tensor& offset, int64_t kh, int64_t kw,
                   int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+#ifdef _OPENMP
+  // torch's thread count, also if this library bound to another OpenMP runtime than torch's
+  omp_set_num_threads(static_cast<int>(at::get_num_threads()));
+#endif
   TORCH_CHECK(x.dim() == 4 && offset.dim() == 4, "x and offset must be 4-d");
   Geometry g{};
   g.batch = x.size(0);

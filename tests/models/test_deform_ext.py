@@ -49,6 +49,13 @@ def test_build_once_then_reuse_the_cached_library(fresh, monkeypatch):
     assert commands == [["c++", "--version"]]  # the key only: no second compile
 
 
+def test_cxx_may_carry_a_launcher(monkeypatch):
+    monkeypatch.setenv("CXX", "ccache g++ -Wall")
+    assert ext._command(ext.SOURCE, ext.SOURCE)[:3] == ["ccache", "g++", "-Wall"]
+    monkeypatch.setenv("CXX", "")
+    assert ext._command(ext.SOURCE, ext.SOURCE)[0] == "c++"
+
+
 def test_missing_compiler_is_named(fresh, monkeypatch):
     monkeypatch.setenv("CXX", "geomrobust-no-such-compiler")
     with pytest.raises(OSError, match="no C\\+\\+ compiler 'geomrobust-no-such-compiler' on PATH"):
