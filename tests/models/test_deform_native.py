@@ -87,7 +87,7 @@ def test_matches_torchvision_in_outputs_and_all_gradients(case, mask, offset_sca
     g_ours = torch.autograd.grad(ours, list(inputs.values()), grad)
     g_theirs = torch.autograd.grad(theirs, list(inputs.values()), grad)
     for name, a, b in zip(names, g_ours, g_theirs, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-5, msg=f"gradient of {name}")
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5, msg=f"gradient of {name}")
 
 
 def test_float64_agrees_to_rounding(native):
@@ -214,7 +214,7 @@ def test_work_buffers_reused_across_calls_do_not_leak_into_results(channels, nat
         out = deform_conv2d(**inputs, **geometry)
         want = torch.autograd.grad(out, list(inputs.values()), torch.ones_like(out))
         for name, a, b in zip(inputs, got, want, strict=True):
-            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-5, msg=f"gradient of {name}")
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5, msg=f"gradient of {name}")
 
 
 def test_output_of_batch_one_is_not_a_view_of_a_work_buffer(native):
