@@ -22,7 +22,7 @@
 from ._augment import AugmentSpec, parse_augment
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._cifar_small import CifarSmall
-from ._deform import DEFORM_IMPLS, DeformConv2dBlock
+from ._deform import DEFORM_IMPLS, DeformConv2dBlock, deform_kernels
 from ._errors import (
     CheckpointClassCountError,
     CheckpointError,
@@ -79,6 +79,7 @@ __all__ = [
     "channel_stats",
     "count_flops",
     "count_params",
+    "deform_kernels",
     "evaluate_accuracy",
     "evaluate_pairs",
     "evaluate_scale_sweep",

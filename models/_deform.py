@@ -21,9 +21,10 @@ from torch import Tensor, nn
 from torch.nn import init
 
 from ._common import ConvFactory, check_bound, check_int, check_pair, resolve_device
+from ._deform_ext import compiled_kernel_available
 from ._deform_native import deform_conv2d_native
 
-__all__ = ["DEFORM_IMPLS", "DeformConv2dBlock", "deform_factory"]
+__all__ = ["DEFORM_IMPLS", "DeformConv2dBlock", "deform_factory", "deform_kernels"]
 
 DeformFn = Callable[..., Tensor]
 
@@ -347,3 +348,24 @@ def deform_factory(
         offset_bound=offset_bound,
         offset_bound_frac=offset_bound_frac,
     )
+
+
+def deform_kernels(model: nn.Module, device: torch.device, dtype: torch.dtype) -> str | None:
+    """The kernels that run ``model``'s deformable blocks on ``device`` for ``dtype`` inputs,
+    for run records (they round differently): ``"compiled"`` or ``"python"`` (the native
+    implementation's two kernels, see :func:`deform_conv2d_native`) or ``"torchvision"``,
+    ``+``-joined when blocks differ; ``None`` if the model has no :class:`DeformConv2dBlock`.
+
+    May build the compiled kernel (:func:`._deform_ext.compiled_kernel_available`).
+    """
+    kinds = set()
+    for module in model.modules():
+        if not isinstance(module, DeformConv2dBlock):
+            continue
+        if module.impl == "torchvision" or (module.impl == "auto" and device.type != "cpu"):
+            kinds.add("torchvision")
+        elif device.type == "cpu" and dtype in (torch.float32, torch.float64):
+            kinds.add("compiled" if compiled_kernel_available() else "python")
+        else:
+            kinds.add("python")
+    return "+".join(sorted(kinds)) or None

@@ -38,6 +38,7 @@ from tqdm import tqdm
 from geomrobust._malloc import keep_freed_memory
 
 from ._checkpoint import save_checkpoint
+from ._deform import deform_kernels
 from ._errors import TrainingStateError
 from ._meta import CheckpointMeta
 from ._train_config import TrainConfig, TrainResult, derive_seed
@@ -311,6 +312,10 @@ def fit(
         "threads": torch.get_num_threads(),
         "validation": validation,
     }
+    param = next(model.parameters())
+    kernel = deform_kernels(model, param.device, param.dtype)
+    if kernel is not None:  # the deformable kernels round differently: part of the record
+        training["deform_kernel"] = kernel
     fields = meta.to_dict()
     fields.update(training=training, package_version=None)
     save_checkpoint(out, model, meta=CheckpointMeta.from_dict(fields))

@@ -204,7 +204,8 @@ def load_for_folder(
 
 # What a training run's record holds beyond its recipe: the seed and what follows from the seed
 # (the split, the selected epoch, the figures), from the machine (times, threads), and the
-# figures of the same recipe's other seeds that a reference file lists.
+# figures of the same recipe's other seeds that a reference file lists; and which deformable
+# kernel ran, which rounds differently but is not part of the recipe.
 _NOT_RECIPE = frozenset(
     (
         "seed",
@@ -213,6 +214,7 @@ _NOT_RECIPE = frozenset(
         "epochs_run",
         "wall_time_s",
         "threads",
+        "deform_kernel",
         "validation",
         "other_seeds",
     )

@@ -561,6 +561,9 @@ class _Plan:
             "preprocess": self.preprocess,
             # a resumed run must not mix predictions of numerics that differ in bits
             "graph": self.options.forward_options().numerics(),
+            # nor of deformable kernels that round differently (absent without deformable
+            # blocks, so that such runs keep their keys)
+            **({"deform_kernel": kernel} if (kernel := self.runner.forward.deform_kernel) else {}),
         }
 
     def run_record(self, **extra: Any) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from geomrobust.models import deform_kernels
 from geomrobust.robustness._eval_errors import EvalInputError
 from geomrobust.robustness._fast_cpu import ExactMaxPool, keep_freed_memory
 
@@ -108,10 +109,16 @@ class ModelForward:
         cpu_fast_path: Whether the CPU fast path is on (CPU devices only).
         build_s: Seconds spent tracing or compiling and checking against eager (included
             in an evaluation's time; each evaluation builds its own).
+        deform_kernel: What runs the model's deformable blocks (``None`` without any):
+            :func:`geomrobust.models.deform_kernels`.
     """
 
     def __init__(self, model: nn.Module, device: torch.device, options: ForwardOptions):
         self.model, self.device, self.options = model, device, options
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+        if options.amp:
+            dtype = AMP_DTYPES[options.amp]
+        self.deform_kernel = deform_kernels(model, device, dtype or torch.get_default_dtype())
         self.cpu_fast_path = options.cpu_fast_path and device.type == "cpu"
         if self.cpu_fast_path:
             keep_freed_memory()
@@ -130,6 +137,7 @@ class ModelForward:
             "cpu_fast_path": self.cpu_fast_path,
             "numerics": self.options.numerics(),
             "build_s": round(self.build_s, 3),
+            **({"deform_kernel": self.deform_kernel} if self.deform_kernel else {}),
         }
 
     def context(self) -> contextlib.ExitStack:

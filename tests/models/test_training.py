@@ -170,6 +170,21 @@ def test_one_epoch_writes_checkpoint_log_and_metadata(digits, tmp_path):
     assert val["accuracy"] == val["scale_accuracy"][5] == result.validation["accuracy"]
     assert val["mean_scale_accuracy"] == pytest.approx(sum(val["scale_accuracy"]) / 11)
     assert not model.training
+    assert "deform_kernel" not in training  # no deformable blocks
+
+
+def test_a_twins_record_names_its_deformable_kernel_outside_the_recipe(digits, tmp_path):
+    from geomrobust.models import deform_kernels
+    from geomrobust.robustness._checkpoints import training_identity
+
+    out = tmp_path / "twin.safetensors"
+    train_classifier(_config(model="mnist-cnn-dcnv2", epochs=1), digits, out=out, progress=False)
+    model, meta = load_checkpoint(out)
+    kernel = deform_kernels(model, torch.device("cpu"), torch.float32)
+    assert meta.training["deform_kernel"] == kernel
+    assert kernel in ("compiled", "python")
+    other = {**meta.training, "deform_kernel": "python" if kernel == "compiled" else "compiled"}
+    assert training_identity(other) == training_identity(meta.training)
 
 
 def test_same_seed_same_weights(digits, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from geomrobust.models import build_model
+from geomrobust.models import build_model, deform_kernels
 from geomrobust.robustness import (
     AttackConfig,
     EvalOptions,
@@ -19,6 +19,7 @@ from geomrobust.robustness import (
     evaluate,
     evaluate_pairs,
 )
+from geomrobust.robustness._engine import EvalPlan
 from geomrobust.robustness._forward import ModelForward, Passes
 from geomrobust.transforms import make_sweep
 from geomrobust.transforms.datasets import DataFingerprint, ImageDataset, array_sha256
@@ -75,6 +76,18 @@ def test_defaults_are_exact_and_recorded():
     )
     assert (run["cpu_fast_path"], run["numerics"], run["pin_memory"]) == (True, "exact", False)
     assert run["oom_halvings"] == 0
+
+
+def test_a_deformable_models_kernel_is_recorded_and_keys_the_partial_results():
+    torch.manual_seed(0)
+    twin = build_model("mnist-cnn-dcnv2").eval()
+    kernel = deform_kernels(twin, torch.device("cpu"), torch.float32)
+    assert kernel in ("compiled", "python")
+    assert _eval(twin).run["deform_kernel"] == kernel
+    assert "deform_kernel" not in _eval(_model()).run
+    opts = EvalOptions(mean=(0.5,), std=(0.25,), batch_size=8)
+    assert EvalPlan(twin, _data(), SWEEP, options=opts).partial_key()["deform_kernel"] == kernel
+    assert "deform_kernel" not in EvalPlan(_model(), _data(), SWEEP, options=opts).partial_key()
 
 
 @pytest.mark.parametrize(
