@@ -162,7 +162,7 @@ def compiled_kernel_available() -> bool:
         warnings.warn(
             f"geomrobust: the compiled deformable-convolution kernel is unavailable ({error}); "
             "the plain-PyTorch one runs instead (same results to float rounding; a deformable "
-            "model trains about 1.2-1.4x slower). Install a C++ compiler (g++) to build it, or "
+            "model trains about 1.2-1.6x slower). Install a C++ compiler (g++) to build it, or "
             f"set {ENV_KERNEL}=python to skip this.",
             RuntimeWarning,
             stacklevel=3,
