@@ -17,8 +17,8 @@
 // and has zero offset and modulation gradient; corners outside the image contribute nothing,
 // corners inside always contribute (also with weight 0, so a non-finite input propagates as
 // in torchvision). One output pixel's samples are independent, so the forward runs in parallel
-// over output pixels; the backward runs in parallel over images, so that no two threads add
-// into the same input-gradient pixel.
+// over blocks of output pixels; the backward runs in parallel over images, so that no two
+// threads add into the same input-gradient pixel.
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
