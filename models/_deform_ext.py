@@ -160,7 +160,7 @@ def compiled_kernel_available() -> bool:
         _state.update(ok=ok, error=error)
     if not ok:
         warnings.warn(
-            f"geomrobust: the compiled deformable-convolution kernel is unavailable ({error}); "
+            f"the compiled deformable-convolution kernel is unavailable ({error}); "
             "the plain-PyTorch one runs instead (same results to float rounding; a deformable "
             "model trains about 1.2-1.6x slower). Install a C++ compiler (g++) to build it, or "
             f"set {ENV_KERNEL}=python to skip this.",

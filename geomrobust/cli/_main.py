@@ -3,14 +3,19 @@
 Bad input ends with a one-line ``error: ...`` on stderr and exit status 2 (no traceback;
 :mod:`geomrobust.cli._errors`). Anything else that reaches the entry point is reported as
 ``error: unexpected <Type>: <message>`` with a hint to rerun with ``-v``, which prints the
-traceback, and exits 1: a user never sees a traceback unless they ask for one.
+traceback, and exits 1: a user never sees a traceback unless they ask for one. Python warnings
+(e.g. a data file that is not byte-identical to the official release, or no C++ compiler for
+the deformable kernel) are printed as ``warning: <message>`` lines too; ``-v`` adds their
+category and where they were raised.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 from geomrobust import __version__
@@ -67,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, *, verbose=False):
+    """A Python warning as one ``warning: ...`` log line (with ``-v``: its category and the
+    place that raised it), like the suite's own warnings, instead of Python's two-line form
+    with a source excerpt."""
+    del file, line
+    where = f" ({category.__name__} at {filename}:{lineno})" if verbose else ""
+    logging.getLogger("geomrobust").warning("warning: %s%s", message, where)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 failure, 2 bad input, 130 interrupted)."""
     parser = build_parser()
@@ -80,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not any(isinstance(f, _errors.FlagsFilter) for f in handler.filters):
             handler.addFilter(_errors.FlagsFilter())
     try:
-        return int(args.handler(args) or 0)
+        with warnings.catch_warnings():  # restores Python's own display on return
+            warnings.showwarning = functools.partial(_show_warning, verbose=args.verbose)
+            return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         _errors.print_error("interrupted")
         return 130

@@ -4,6 +4,7 @@ statuses, and one ``error: ...`` line for every kind of bad input."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -447,6 +448,40 @@ def test_warns_once_when_the_data_differs_from_the_training_data(ckpt_dir, tmp_p
     )
     # A checkpoint that records no training data: nothing to warn about.
     assert stderr_of(str(ckpt_dir / "cnn.safetensors"), "cnn.json") == []
+
+
+def test_python_warnings_are_one_line_and_name_the_fallback_kernel(tmp_path):
+    # No C++ compiler: the deformable twin runs on the plain-PyTorch kernel after one warning,
+    # printed like the suite's own warnings (no source excerpt), and the result says so.
+    def run(out: str, *extra: str) -> list[str]:
+        proc = subprocess.run(
+            [
+                *(sys.executable, "-m", "geomrobust", "eval"),
+                *("--checkpoint", "ref:mnist-cnn-dcnv2", "--dataset", "digits"),
+                *("--scales", "1", "--no-progress", "--out", str(tmp_path / out), *extra),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={
+                **os.environ,
+                "CXX": "geomrobust-no-such-compiler",
+                "GEOMROBUST_CACHE_DIR": str(tmp_path / "cache"),
+            },
+        )
+        assert proc.returncode == 0, proc.stderr
+        return [line for line in proc.stderr.splitlines() if "kernel is unavailable" in line]
+
+    lines = run("dcn.json")
+    assert len(lines) == 1
+    assert lines[0].startswith(
+        "warning: the compiled deformable-convolution kernel is unavailable "
+        "(no C++ compiler 'geomrobust-no-such-compiler' on PATH"
+    )
+    assert "RuntimeWarning" not in lines[0]
+    assert load_result(tmp_path / "dcn.json").run["deform_kernel"] == "python"
+    (verbose,) = run("dcn-v.json", "-v")
+    assert re.search(r"\(RuntimeWarning at .*_forward\.py:\d+\)$", verbose)
 
 
 # --- torchvision architectures from plain state dicts (--model torchvision:NAME) ---
