@@ -21,19 +21,24 @@ from torch import Tensor, nn
 from torch.nn import init
 
 from ._common import ConvFactory, check_bound, check_int, check_pair, resolve_device
-from ._deform_ext import compiled_kernel_available
-from ._deform_native import deform_conv2d_native
+from ._deform_native import auto_kernel, deform_conv2d_native
 
 __all__ = ["DEFORM_IMPLS", "DeformConv2dBlock", "deform_factory", "deform_kernels"]
 
 DeformFn = Callable[..., Tensor]
 
 
+def _auto_impl(device: torch.device) -> str:
+    """What ``impl="auto"`` runs on ``device`` (for ``groups=1``, as in the blocks): the native
+    implementation on CPU (where it trains about ten times faster than torchvision's kernel,
+    ``benchmarks/dcn.py``), torchvision's compiled kernel elsewhere."""
+    return "native" if device.type == "cpu" else "torchvision"
+
+
 def _auto(input: Tensor, offset: Tensor, weight: Tensor, *args: Any, **kwargs: Any) -> Tensor:
-    """The faster implementation for the input's device: the native one on CPU (where it
-    trains several times faster than torchvision's kernel, ``benchmarks/dcn.py``),
-    torchvision's compiled kernel elsewhere and for grouped convolutions."""
-    if input.device.type == "cpu" and weight.shape[1] == input.shape[1]:
+    """The faster implementation for the input's device (:func:`_auto_impl`); torchvision's
+    kernel for grouped convolutions."""
+    if _auto_impl(input.device) == "native" and weight.shape[1] == input.shape[1]:
         return deform_conv2d_native(input, offset, weight, *args, **kwargs)
     return torchvision.ops.deform_conv2d(input, offset, weight, *args, **kwargs)
 
@@ -360,12 +365,7 @@ def deform_kernels(model: nn.Module, device: torch.device, dtype: torch.dtype) -
     """
     kinds = set()
     for module in model.modules():
-        if not isinstance(module, DeformConv2dBlock):
-            continue
-        if module.impl == "torchvision" or (module.impl == "auto" and device.type != "cpu"):
-            kinds.add("torchvision")
-        elif device.type == "cpu" and dtype in (torch.float32, torch.float64):
-            kinds.add("compiled" if compiled_kernel_available() else "python")
-        else:
-            kinds.add("python")
+        if isinstance(module, DeformConv2dBlock):
+            impl = _auto_impl(device) if module.impl == "auto" else module.impl
+            kinds.add("torchvision" if impl == "torchvision" else auto_kernel(device, dtype))
     return "+".join(sorted(kinds)) or None

@@ -165,7 +165,7 @@ def compiled_kernel_available() -> bool:
             "model trains about 1.2-1.6x slower). Install a C++ compiler (g++) to build it, or "
             f"set {ENV_KERNEL}=python to skip this.",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,  # the caller of auto_kernel's caller (the engine, a block)
         )
     return ok
 

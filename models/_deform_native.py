@@ -469,11 +469,22 @@ class _CompiledDeformConv2dFn(torch.autograd.Function):
 KERNELS = ("auto", "compiled", "python")
 
 
+#: The dtypes the compiled kernel takes (CPU tensors of one of these dtypes, all alike).
+_COMPILED_DTYPES = (torch.float32, torch.float64)
+
+
+def auto_kernel(device: torch.device, dtype: torch.dtype) -> str:
+    """The kernel ``kernel="auto"`` takes for tensors of ``device`` and ``dtype`` (all alike):
+    ``"compiled"`` where it applies and could be built, else ``"python"``."""
+    compiled = device.type == "cpu" and dtype in _COMPILED_DTYPES
+    return "compiled" if compiled and compiled_kernel_available() else "python"
+
+
 def _compiled_applies(input: Tensor, offset: Tensor, weight: Tensor, bias, mask) -> bool:
     """Whether the compiled kernel takes these tensors: CPU, float32/float64, one dtype."""
     tensors = [t for t in (input, offset, weight, bias, mask) if t is not None]
     return all(t.device.type == "cpu" and t.dtype == input.dtype for t in tensors) and (
-        input.dtype in (torch.float32, torch.float64)
+        input.dtype in _COMPILED_DTYPES
     )
 
 
@@ -533,7 +544,7 @@ def deform_conv2d_native(
             )
         if not compiled_kernel_available():
             raise RuntimeError(f"the compiled kernel is unavailable: {kernel_error()}")
-    elif kernel == "python" or not (compiled and compiled_kernel_available()):
+    elif kernel == "python" or not compiled or auto_kernel(input.device, input.dtype) != "compiled":
         return _DeformConv2dFn.apply(input, offset, mask, weight, bias, *geometry)
     offset = offset.contiguous()
     mask = mask.contiguous() if mask is not None else None

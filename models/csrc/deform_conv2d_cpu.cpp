@@ -129,57 +129,39 @@ inline void interpolate(T* __restrict dst, const T* const* p, const T* w, int64_
   }
 }
 
-// v[q] = gc · p[q], and, when gp is given, gp[q] += w[q] · gc.
-template <int N, typename T>
-inline void dots_and_scatter(const T* __restrict gc, const T* const* p, T* const* gp,
-                             const T* w, T* v, int64_t cg) {
+// The backward's channel loop of one sample: v[q] = gc · p[q] (Dots) and gp[q] += w[q] · gc
+// (Scatter, the input gradient); each part compiled in only where asked for.
+template <int N, bool Dots, bool Scatter, typename T>
+inline void backward_channels(const T* __restrict gc, const T* const* p, T* const* gp,
+                              const T* w, T* v, int64_t cg) {
   const int64_t n = N > 0 ? N : cg;
-  const T *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
+  const T *p0 = Dots ? p[0] : nullptr, *p1 = Dots ? p[1] : nullptr;
+  const T *p2 = Dots ? p[2] : nullptr, *p3 = Dots ? p[3] : nullptr;
+  T *g0 = Scatter ? gp[0] : nullptr, *g1 = Scatter ? gp[1] : nullptr;
+  T *g2 = Scatter ? gp[2] : nullptr, *g3 = Scatter ? gp[3] : nullptr;
+  const T w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
   T v0 = 0, v1 = 0, v2 = 0, v3 = 0;
-  if (gp) {
-    T *g0 = gp[0], *g1 = gp[1], *g2 = gp[2], *g3 = gp[3];
-    const T w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
 #pragma omp simd reduction(+ : v0, v1, v2, v3) if (N == 0)
-    for (int64_t c = 0; c < n; ++c) {
-      const T t = gc[c];
+  for (int64_t c = 0; c < n; ++c) {
+    const T t = gc[c];
+    if constexpr (Dots) {
       v0 += t * p0[c];
       v1 += t * p1[c];
       v2 += t * p2[c];
       v3 += t * p3[c];
+    }
+    if constexpr (Scatter) {
       g0[c] += w0 * t;
       g1[c] += w1 * t;
       g2[c] += w2 * t;
       g3[c] += w3 * t;
     }
-  } else {
-#pragma omp simd reduction(+ : v0, v1, v2, v3) if (N == 0)
-    for (int64_t c = 0; c < n; ++c) {
-      const T t = gc[c];
-      v0 += t * p0[c];
-      v1 += t * p1[c];
-      v2 += t * p2[c];
-      v3 += t * p3[c];
-    }
   }
-  v[0] = v0;
-  v[1] = v1;
-  v[2] = v2;
-  v[3] = v3;
-}
-
-// gp[q] += w[q] · gc (the input gradient alone).
-template <int N, typename T>
-inline void scatter(const T* __restrict gc, T* const* gp, const T* w, int64_t cg) {
-  const int64_t n = N > 0 ? N : cg;
-  T *g0 = gp[0], *g1 = gp[1], *g2 = gp[2], *g3 = gp[3];
-  const T w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
-#pragma omp simd if (N == 0)
-  for (int64_t c = 0; c < n; ++c) {
-    const T t = gc[c];
-    g0[c] += w0 * t;
-    g1[c] += w1 * t;
-    g2[c] += w2 * t;
-    g3[c] += w3 * t;
+  if constexpr (Dots) {
+    v[0] = v0;
+    v[1] = v1;
+    v[2] = v2;
+    v[3] = v3;
   }
 }
 
@@ -256,10 +238,14 @@ void columns_backward_kernel(const T* grad_cols, const T* x, const T* offset, co
                 w[q] = on ? mi * s->a[q][i] : T(0);
               }
               if (!corners) {
-                scatter<N>(gc, gp, w, cg);
+                backward_channels<N, false, true>(gc, p, gp, w, vi, cg);
                 continue;
               }
-              dots_and_scatter<N>(gc, p, grad_x ? gp : nullptr, w, vi, cg);
+              if (grad_x) {
+                backward_channels<N, true, true>(gc, p, gp, w, vi, cg);
+              } else {
+                backward_channels<N, true, false>(gc, p, gp, w, vi, cg);
+              }
               for (int q = 0; q < 4; ++q) v[q][i] = vi[q];
             }
             if (!corners) continue;

@@ -602,38 +602,16 @@ def test_model_args_reach_the_architecture(ckpt_dir, tmp_path):
 
 
 def test_forward_flags_are_recorded_by_eval_and_eval_pairs(ckpt_dir, tmp_path):
-    out = tmp_path / "amp.json"
-    assert (
-        _eval(
-            ckpt_dir / "cnn.safetensors",
-            out,
-            "--scales",
-            SCALES,
-            "--amp",
-            "bf16",
-            "--channels-last",
-            "--max-images",
-            "40",
-        )
-        == 0
-    )
-    run = json.loads(out.read_text())["run"]
+    def run_of(name: str, *flags: str) -> dict:
+        out = tmp_path / name
+        args = ("--scales", SCALES, *flags, "--max-images", "40")
+        assert _eval(ckpt_dir / "cnn.safetensors", out, *args) == 0
+        return json.loads(out.read_text())["run"]
+
+    run = run_of("amp.json", "--amp", "bf16", "--channels-last")
     assert (run["amp"], run["channels_last"], run["graph"]) == ("bf16", True, "eager")
     assert run["numerics"] == "amp=bf16,channels_last"
-    plain = tmp_path / "plain.json"
-    assert (
-        _eval(
-            ckpt_dir / "cnn.safetensors",
-            plain,
-            "--scales",
-            SCALES,
-            "--no-cpu-fast-path",
-            "--max-images",
-            "40",
-        )
-        == 0
-    )
-    run = json.loads(plain.read_text())["run"]
+    run = run_of("plain.json", "--no-cpu-fast-path")
     assert (run["cpu_fast_path"], run["numerics"]) == (False, "exact")
     pairs = tmp_path / "pairs.json"
     args = _pairs_args(ckpt_dir / "pairs.safetensors", pairs, 20, "--graph", "freeze")

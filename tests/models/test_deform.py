@@ -353,17 +353,17 @@ def test_predictors_replaced_by_other_modules_are_called():
 
 
 def test_deform_kernels_names_what_runs_the_blocks(monkeypatch):
-    from geomrobust.models import _deform, build_model, deform_kernels
+    from geomrobust.models import _deform_native, build_model, deform_kernels
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")  # only the device type is read
     assert deform_kernels(build_model("mnist-cnn"), cpu, torch.float32) is None
     twin = build_model("mnist-cnn-dcnv2")
-    monkeypatch.setattr(_deform, "compiled_kernel_available", lambda: True)
+    monkeypatch.setattr(_deform_native, "compiled_kernel_available", lambda: True)
     assert deform_kernels(twin, cpu, torch.float32) == "compiled"
     assert deform_kernels(twin, cpu, torch.float64) == "compiled"
     assert deform_kernels(twin, cpu, torch.bfloat16) == "python"  # e.g. under --amp bf16
     assert deform_kernels(twin, cuda, torch.float32) == "torchvision"  # auto off the CPU
-    monkeypatch.setattr(_deform, "compiled_kernel_available", lambda: False)
+    monkeypatch.setattr(_deform_native, "compiled_kernel_available", lambda: False)
     assert deform_kernels(twin, cpu, torch.float32) == "python"
     blocks = [m for m in twin.modules() if isinstance(m, DeformConv2dBlock)]
     blocks[0].impl = "torchvision"
